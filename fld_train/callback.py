@@ -1,0 +1,354 @@
+"""``FakeLabelDiscovery``: the Lightning callback that finds and fixes wrong labels during ``fit``.
+
+Lightning glue only: it arms a forward hook on the classifier head for every training batch, sends
+``(index, label, logits, embedding)`` to the per-sample store (gathered across ranks), runs the kNN
+check and scoring every ``check_every_n_epochs`` on rank 0, broadcasts the decisions, applies them to
+the ``RelabeledDataset`` on every rank and logs the counts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from lightning.pytorch.callbacks import Callback
+from typing_extensions import override
+
+from fld_train import knn, scoring
+from fld_train._validation import check_choice, check_int
+from fld_train.capture import HeadCapture, find_head
+from fld_train.dataset import RelabeledDataset
+from fld_train.distributed import gather_rows
+from fld_train.report import LabelReport
+from fld_train.store import SampleStore
+from fld_train.tensorboard import log_check
+
+
+def _iter_datasets(obj: Any, depth: int = 0) -> Iterator[Any]:
+    """Yield every dataset reachable from dataloaders and dataset wrappers (``.dataset`` chains)."""
+    if obj is None or depth > 8:
+        return
+    if isinstance(obj, dict):
+        for value in obj.values():
+            yield from _iter_datasets(value, depth + 1)
+        return
+    if isinstance(obj, (list, tuple)):
+        for value in obj:
+            yield from _iter_datasets(value, depth + 1)
+        return
+    if not isinstance(obj, torch.utils.data.DataLoader):
+        yield obj
+    inner = getattr(obj, "dataset", None)
+    if inner is not None and inner is not obj:
+        yield from _iter_datasets(inner, depth + 1)
+
+
+def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
+    return tensor.detach().float().cpu().numpy() if tensor.is_floating_point() else tensor.cpu().numpy()
+
+
+class FakeLabelDiscovery(Callback):
+    """Find mislabeled training samples while the model trains, and relabel or down-weight them.
+
+    Each training batch must be ``(x, y, idx)``, as :class:`~fld_train.RelabeledDataset` yields. The
+    callback finds the classifier head (the last ``nn.Linear`` with ``out_features == num_classes``,
+    or ``head``), reads logits from its output and embeddings from its input, and keeps per-sample
+    training dynamics. Every ``check_every_n_epochs`` epochs (and once at the end of training) it
+    runs a kNN label-consistency check on the latest embeddings, scores every sample and applies
+    ``action``.
+
+    Down-weighting needs no change to ``training_step``: a down-weighted sample's gradient through
+    the head's output is multiplied by its weight, which equals multiplying its loss term by the
+    weight (the logged loss value stays unweighted).
+
+    Args:
+        num_classes: number of classes C.
+        check_every_n_epochs: run a check after every this many training epochs.
+        action: ``"flag"`` only observes and reports; ``"relabel"`` swaps a flagged sample's label
+            when the model and its neighbours agree on the new one (others go to review);
+            ``"downweight"`` lowers a flagged sample's weight to ``1 - score``.
+        head: dotted name of the classifier layer, overriding the automatic search.
+        k: neighbours in the kNN check.
+        use_gpu_index: ``None`` uses GPU FAISS when it sees a GPU.
+
+    Example:
+        >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
+        >>> trainer = L.Trainer(max_epochs=30, callbacks=[fld])  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        check_every_n_epochs: int = 2,
+        action: str = "flag",
+        *,
+        head: str | None = None,
+        k: int = 10,
+        use_gpu_index: bool | None = None,
+    ) -> None:
+        super().__init__()
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.check_every_n_epochs = check_int(
+            "check_every_n_epochs", check_every_n_epochs, minimum=1,
+            hint="Checks run after every N-th training epoch.",
+        )
+        self.action = check_choice(
+            "action", action, scoring.ACTIONS,
+            hint="'flag' only reports; 'relabel' and 'downweight' change training.",
+        )
+        if head is not None and not isinstance(head, str):
+            raise TypeError(f"`head` must be a module name (str) or None, got {head!r}.")
+        self.head = head
+        self.k = check_int("k", k, minimum=1)
+        if use_gpu_index not in (None, True, False):
+            raise TypeError(f"`use_gpu_index` must be None, True or False, got {use_gpu_index!r}.")
+        self.use_gpu_index = use_gpu_index
+
+        self.store: SampleStore | None = None
+        self.dataset: RelabeledDataset | None = None
+        self._capture: HeadCapture | None = None
+        self._report: LabelReport | None = None
+        self._last_check_epoch = -1
+        self._pending_state: dict[str, Any] | None = None
+
+    @property
+    @override
+    def state_key(self) -> str:
+        return self._generate_state_key(num_classes=self.num_classes, action=self.action, head=self.head)
+
+    # ------------------------------------------------------------------ lifecycle
+    @override
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        _, head = find_head(pl_module, self.num_classes, self.head)
+        self._capture = HeadCapture(head)
+        self.dataset = self._find_dataset(trainer)
+        n = len(self.dataset) if self.dataset is not None else self._loader_length(trainer)
+        self.store = SampleStore(n, self.num_classes)
+        if self.dataset is not None:
+            self.store.set_given_labels(self.dataset.original_labels)
+        if self._pending_state is not None:
+            self._restore(self._pending_state)
+            self._pending_state = None
+
+    @override
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._active(trainer) and self.store is not None and self.store.seen.any():
+            epoch = int(self.store.last_epoch.max())  # last epoch observed, not yet checked?
+            if epoch > self._last_check_epoch:
+                self._check(trainer, epoch)
+        if self._capture is not None:
+            self._capture.remove()
+            self._capture = None
+
+    # ------------------------------------------------------------------ per batch
+    @override
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._active(trainer) or self._capture is None:
+            return
+        _, indices = self._split_batch(batch)
+        weights = None
+        if self.dataset is not None and self.action == "downweight":
+            w = self.dataset.weights_of(indices)
+            weights = w if bool((w < 1).any()) else None
+        self._capture.arm(indices.shape[0], weights)
+
+    @override
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs: Any, batch: Any, batch_idx: int
+    ) -> None:
+        if not self._active(trainer) or self._capture is None or self.store is None:
+            return
+        labels, indices = self._split_batch(batch)
+        captured = self._capture.take()
+        if captured is None:
+            raise RuntimeError(
+                f"FakeLabelDiscovery saw no output of the classifier head for a batch of "
+                f"{indices.shape[0]} samples. The head must be called in training_step with the whole "
+                "batch; pass `head=` to name the layer that produces the logits."
+            )
+        rows = gather_rows(trainer.strategy, {
+            "indices": indices.to(captured.logits.device).long(),
+            "labels": labels.to(captured.logits.device).long(),
+            "logits": captured.logits.float(),
+            "embeddings": captured.embeddings.float(),
+        })
+        self.store.update(
+            _to_numpy(rows["indices"]), _to_numpy(rows["labels"]), _to_numpy(rows["logits"]),
+            _to_numpy(rows["embeddings"]), trainer.current_epoch,
+        )
+
+    @override
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not self._active(trainer):
+            return
+        epoch = trainer.current_epoch
+        if (epoch + 1) % self.check_every_n_epochs == 0 and epoch > self._last_check_epoch:
+            self._check(trainer, epoch)
+
+    # ------------------------------------------------------------------ results
+    def report(self) -> LabelReport:
+        """The :class:`~fld_train.LabelReport` of the latest check.
+
+        Raises:
+            RuntimeError: no check has run yet.
+        """
+        if self._report is None:
+            raise RuntimeError(
+                "FakeLabelDiscovery has no report yet: no check has run. Checks run after every "
+                f"{self.check_every_n_epochs} training epoch(s) and at the end of `trainer.fit`."
+            )
+        return self._report
+
+    # ------------------------------------------------------------------ checkpoint state
+    @override
+    def state_dict(self) -> dict[str, Any]:
+        state: dict[str, Any] = {"last_check_epoch": self._last_check_epoch}
+        if self.store is not None:
+            state["store"] = {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray)
+                              else v for k, v in self.store.state_dict().items()}
+        if self.dataset is not None:
+            ds = self.dataset.state_dict()
+            state["dataset"] = {"labels": torch.from_numpy(ds["labels"]),
+                                "weights": torch.from_numpy(ds["weights"]),
+                                "audit_log": ds["audit_log"]}
+        return state
+
+    @override
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        if self.store is None:
+            self._pending_state = dict(state_dict)  # applied once the store exists (on_train_start)
+        else:
+            self._restore(state_dict)
+
+    def _restore(self, state: dict[str, Any]) -> None:
+        self._last_check_epoch = int(state.get("last_check_epoch", -1))
+        if "store" in state and self.store is not None:
+            self.store.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v
+                                        for k, v in state["store"].items()})
+        if "dataset" in state and self.dataset is not None:
+            self.dataset.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v
+                                          for k, v in state["dataset"].items()})
+
+    # ------------------------------------------------------------------ internals
+    @staticmethod
+    def _active(trainer: pl.Trainer) -> bool:
+        return not trainer.sanity_checking and not trainer.fast_dev_run
+
+    def _split_batch(self, batch: Any) -> tuple[torch.Tensor, torch.Tensor]:
+        if not isinstance(batch, (list, tuple)) or len(batch) < 3:
+            kind = f"a {type(batch).__name__} of length {len(batch)}" if isinstance(batch, (list, tuple)) \
+                else f"a {type(batch).__name__}"
+            raise ValueError(
+                f"FakeLabelDiscovery needs each training batch to be (x, y, idx), got {kind}. Wrap the "
+                "training dataset in fld_train.RelabeledDataset, which yields the sample index."
+            )
+        labels, indices = batch[1], batch[2]
+        for name, t in (("y", labels), ("idx", indices)):
+            if not torch.is_tensor(t) or t.ndim != 1 or t.is_floating_point() or t.is_complex():
+                desc = f"shape {tuple(t.shape)}, dtype {t.dtype}" if torch.is_tensor(t) else type(t).__name__
+                raise ValueError(
+                    f"FakeLabelDiscovery expects batch[{1 if name == 'y' else 2}] (`{name}`) to be a 1-D "
+                    f"integer tensor, got {desc}. Batches must be (x, y, idx) as RelabeledDataset yields."
+                )
+        if labels.shape != indices.shape:
+            raise ValueError(f"batch `y` has {labels.shape[0]} labels but `idx` has {indices.shape[0]} indices.")
+        bad = (labels < 0) | (labels >= self.num_classes)
+        if bool(bad.any()):
+            first = int(torch.nonzero(bad)[0, 0])
+            raise ValueError(
+                f"batch label {int(labels[first])} (sample index {int(indices[first])}) is outside "
+                f"[0, num_classes={self.num_classes}). Check `num_classes` or the dataset's labels."
+            )
+        return labels, indices
+
+    def _find_dataset(self, trainer: pl.Trainer) -> RelabeledDataset | None:
+        found = [d for d in _iter_datasets(trainer.train_dataloader) if isinstance(d, RelabeledDataset)]
+        if not found and self.action != "flag":
+            raise ValueError(
+                f"action={self.action!r} changes labels or weights, so the training DataLoader's dataset "
+                "must be (or wrap) a fld_train.RelabeledDataset; none was found. Wrap it, or use "
+                "action='flag'."
+            )
+        if len({id(d) for d in found}) > 1:
+            raise ValueError("found more than one RelabeledDataset in the training dataloaders; use one.")
+        if found and found[0].num_classes not in (None, self.num_classes):
+            raise ValueError(
+                f"RelabeledDataset(num_classes={found[0].num_classes}) disagrees with "
+                f"FakeLabelDiscovery(num_classes={self.num_classes})."
+            )
+        return found[0] if found else None
+
+    @staticmethod
+    def _loader_length(trainer: pl.Trainer) -> int:
+        datasets = list(_iter_datasets(trainer.train_dataloader))
+        if not datasets:
+            raise ValueError("FakeLabelDiscovery found no training dataset to size its store.")
+        return len(datasets[0])
+
+    def _check(self, trainer: pl.Trainer, epoch: int) -> None:
+        assert self.store is not None  # set in on_train_start
+        payload = None
+        if trainer.is_global_zero:
+            payload = self._evaluate()
+        payload = trainer.strategy.broadcast(payload, src=0)
+        evaluation: scoring.Evaluation = payload
+        self._apply(evaluation, epoch)
+        current = self.dataset.current_labels if self.dataset is not None else self.store.given_labels
+        self._report = LabelReport.from_evaluation(evaluation, self.store.given_labels, current, epoch)
+        self._last_check_epoch = epoch
+        if trainer.is_global_zero:
+            log_check(trainer.loggers, self._report, step=trainer.global_step)
+
+    def _evaluate(self) -> scoring.Evaluation:
+        store = self.store
+        assert store is not None and store.embeddings is not None
+        seen = store.seen
+        n = store.num_samples
+        vote_labels = self.dataset.current_labels if self.dataset is not None else store.given_labels
+        neighbour_dist = np.zeros((n, self.num_classes))
+        rows = np.flatnonzero(seen)
+        if rows.size > 1:
+            neighbours = knn.search(store.embeddings[rows], k=min(self.k, rows.size - 1),
+                                    use_gpu=self.use_gpu_index)
+            neighbour_dist[rows] = knn.neighbour_label_distribution(
+                neighbours, vote_labels[rows], self.num_classes
+            )
+        given = np.where(store.given_labels >= 0, store.given_labels, 0)
+        return scoring.evaluate(
+            given, store.mean_class_probs(), neighbour_dist, seen=seen, action=self.action,
+            extra_signals={
+                "aum_margin": store.mean_margin(),
+                "given_prob_variability": store.given_prob_variability(),
+                "first_learned_epoch": store.first_learned_epoch.astype(np.float64),
+                "forgetting_events": store.forgetting_events.astype(np.float64),
+            },
+        )
+
+    def _apply(self, evaluation: scoring.Evaluation, epoch: int) -> None:
+        """Make the dataset's overrides match the decisions; undo overrides no longer decided."""
+        ds = self.dataset
+        if ds is None or self.action == "flag":
+            return
+        original = ds.original_labels
+        target = np.where(evaluation.decisions == scoring.RELABEL, evaluation.suggested_labels, original)
+        idx = np.flatnonzero(target != ds.current_labels)
+        if idx.size:
+            reasons = [
+                f"relabel: score={evaluation.scores[i]:.3f}" if target[i] != original[i]
+                else "revert: no longer flagged"
+                for i in idx
+            ]
+            ds.set_labels(idx, target[idx], epoch=epoch, reason=reasons)
+        idx = np.flatnonzero(evaluation.weights != ds.weights)
+        if idx.size:
+            reasons = [
+                f"downweight: score={evaluation.scores[i]:.3f}" if evaluation.weights[i] < 1
+                else "revert: no longer flagged"
+                for i in idx
+            ]
+            ds.set_weights(idx, evaluation.weights[idx], epoch=epoch, reason=reasons)

@@ -1,0 +1,58 @@
+"""The ``fld-train`` command."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be an integer >= 1, got {text}")
+    return value
+
+
+def _rate(text: str) -> float:
+    value = float(text)
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="fld-train",
+        description="Find and fix mislabeled training samples while a Lightning model trains.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    demo = sub.add_parser("demo", help="digits with injected label noise: detect, relabel, compare")
+    demo.add_argument("--out", default="fld_runs/demo", help="output folder (default: %(default)s)")
+    demo.add_argument("--noise-rate", type=_rate, default=0.2, help="share of labels flipped (default: 0.2)")
+    demo.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (default: 20)")
+    demo.add_argument("--check-every", type=_positive_int, default=2,
+                      help="epochs between checks (default: 2)")
+    demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
+    demo.add_argument("--threads", type=_positive_int, default=None,
+                      help="torch CPU threads (default: torch's choice)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.command == "demo":
+        import torch
+
+        from fld_train.demo import format_result, run_demo
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        result = run_demo(args.out, noise_rate=args.noise_rate, epochs=args.epochs,
+                          check_every_n_epochs=args.check_every, seed=args.seed)
+        print(format_result(result, args.noise_rate))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""Combine per-sample signals into one score, flag samples and decide what to do with them.
+
+Two estimates of each sample's true class are combined:
+
+* training dynamics: the mean softmax vector over the epochs seen so far (networks fit clean labels
+  before they memorise wrong ones, so the early epochs pull this away from a wrong given label);
+* neighbourhood: the label distribution of the sample's k nearest neighbours in embedding space.
+
+Their average ``q`` is a per-sample class posterior. Thresholds come from the data, as in confident
+learning: class ``j``'s threshold ``t_j`` is the mean ``q_ij`` over the samples labelled ``j``. A
+sample is *confidently* in class ``j`` when ``q_ij >= t_j``; it is flagged when the most probable
+class it is confidently in is not its given label. The score is the normalised margin between the
+best other class and the given class, ``(max_{j != y} q_ij - q_iy + 1) / 2`` in ``[0, 1]``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from fld_train._validation import check_choice, check_float, check_labels
+
+ACTIONS = ("flag", "relabel", "downweight")
+
+#: Decision codes, stored as int8 and named in reports.
+KEEP, RELABEL, DOWNWEIGHT, REVIEW, UNSEEN = 0, 1, 2, 3, 4
+DECISION_NAMES = ("keep", "relabel", "downweight", "review", "unseen")
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """Scores and decisions of one check.
+
+    Attributes:
+        scores: ``(N,)`` float in ``[0, 1]``, higher = the given label is more likely wrong.
+        flagged: ``(N,)`` bool.
+        suggested_labels: ``(N,)`` int64 most probable class under the combined posterior.
+        decisions: ``(N,)`` int8 decision codes (:data:`DECISION_NAMES`).
+        weights: ``(N,)`` float32 training weight per sample (1 unless down-weighted).
+        thresholds: ``(C,)`` per-class confidence thresholds ``t_j``.
+        signals: name -> ``(N,)`` array of each input signal, for reports and logging.
+    """
+
+    scores: np.ndarray
+    flagged: np.ndarray
+    suggested_labels: np.ndarray
+    decisions: np.ndarray
+    weights: np.ndarray
+    thresholds: np.ndarray
+    signals: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def per_class_thresholds(posterior: np.ndarray, given: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """Confident-learning thresholds: mean posterior of class ``j`` over samples labelled ``j``.
+
+    Args:
+        posterior: ``(N, C)`` class probabilities.
+        given: ``(N,)`` given labels.
+        mask: ``(N,)`` bool, samples to use.
+
+    Returns:
+        ``(C,)`` thresholds; ``inf`` for a class with no labelled sample (never confident).
+    """
+    n_classes = posterior.shape[1]
+    g = given[mask]
+    counts = np.bincount(g, minlength=n_classes).astype(np.float64)
+    sums = np.bincount(g, weights=posterior[mask, g], minlength=n_classes)
+    return np.divide(sums, counts, out=np.full(n_classes, np.inf), where=counts > 0)
+
+
+def evaluate(
+    given_labels: np.ndarray,
+    model_probs: np.ndarray,
+    neighbour_dist: np.ndarray,
+    *,
+    seen: np.ndarray | None = None,
+    action: str = "flag",
+    model_weight: float = 0.5,
+    extra_signals: dict[str, np.ndarray] | None = None,
+) -> Evaluation:
+    """Score every sample, flag the likely mislabeled ones and decide an action for each.
+
+    Args:
+        given_labels: ``(N,)`` the labels being judged (the original ones).
+        model_probs: ``(N, C)`` mean softmax over epochs (training dynamics).
+        neighbour_dist: ``(N, C)`` kNN neighbour label distribution.
+        seen: ``(N,)`` bool, samples with observations; others get decision ``"unseen"``.
+        action: a flagged sample's decision is ``"review"`` (no change) unless ``action`` is
+            ``"relabel"`` and the model and its neighbours agree on the suggested label (then
+            ``"relabel"``), or ``action`` is ``"downweight"`` (then ``"downweight"``, with weight
+            ``1 - score``).
+        model_weight: weight of ``model_probs`` in the posterior (the kNN gets the rest).
+        extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
+
+    Returns:
+        An :class:`Evaluation`.
+    """
+    action = check_choice("action", action, ACTIONS)
+    model_weight = check_float("model_weight", model_weight, low=0.0, high=1.0)
+    n, c = np.shape(model_probs)
+    given = check_labels("given_labels", given_labels, num_classes=c, length=n)
+    if np.shape(neighbour_dist) != (n, c):
+        raise ValueError(f"`neighbour_dist` must have shape {(n, c)}, got {np.shape(neighbour_dist)}.")
+    seen = np.ones(n, dtype=bool) if seen is None else np.asarray(seen, dtype=bool)
+    return _evaluate_impl(given, np.asarray(model_probs), np.asarray(neighbour_dist), seen, action,
+                          model_weight, dict(extra_signals or {}))
+
+
+def _evaluate_impl(
+    given: np.ndarray,
+    model_probs: np.ndarray,
+    neighbour_dist: np.ndarray,
+    seen: np.ndarray,
+    action: str,
+    model_weight: float,
+    extra: dict[str, np.ndarray],
+) -> Evaluation:
+    n = given.size
+    rows = np.arange(n)
+    posterior = model_weight * model_probs + (1.0 - model_weight) * neighbour_dist
+    thresholds = per_class_thresholds(posterior, given, seen)
+
+    q_given = posterior[rows, given]
+    others = posterior.copy()
+    others[rows, given] = -np.inf
+    scores = np.clip((others.max(axis=1) - q_given + 1.0) / 2.0, 0.0, 1.0)
+
+    confident = np.where(posterior >= thresholds[None, :], posterior, -np.inf)
+    has_confident = np.isfinite(confident).any(axis=1)
+    suggested = np.where(has_confident, confident.argmax(axis=1), posterior.argmax(axis=1))
+    flagged = seen & has_confident & (suggested != given)
+
+    decisions = np.full(n, KEEP, dtype=np.int8)
+    decisions[~seen] = UNSEEN
+    decisions[flagged] = REVIEW
+    weights = np.ones(n, dtype=np.float32)
+    if action == "relabel":
+        agree = (model_probs.argmax(axis=1) == suggested) & (neighbour_dist.argmax(axis=1) == suggested)
+        decisions[flagged & agree] = RELABEL
+    elif action == "downweight":
+        decisions[flagged] = DOWNWEIGHT
+        weights[flagged] = (1.0 - scores[flagged]).astype(np.float32)
+    scores = np.where(seen, scores, 0.0)
+
+    signals = {
+        "model_given_prob": model_probs[rows, given],
+        "knn_agreement": neighbour_dist[rows, given],
+        "posterior_given": q_given,
+        **extra,
+    }
+    return Evaluation(
+        scores=scores,
+        flagged=flagged,
+        suggested_labels=suggested.astype(np.int64),
+        decisions=decisions,
+        weights=weights,
+        thresholds=thresholds,
+        signals=signals,
+    )
