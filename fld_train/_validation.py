@@ -64,13 +64,13 @@ def check_labels(
     """
     arr = np.asarray(labels)
     if arr.ndim != 1:
-        raise ValueError(f"`{name}` must be a 1-D array of class ids, got shape {arr.shape}.")
+        raise ValueError(f"`{name}` must be a 1-D array of integers, got shape {arr.shape}.")
     if length is not None and arr.shape[0] != length:
         raise ValueError(f"`{name}` must have length {length}, got {arr.shape[0]}.")
     if arr.size and not np.issubdtype(arr.dtype, np.integer):
         if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.mod(arr, 1) == 0):
             raise ValueError(
-                f"`{name}` must hold integer class ids, got dtype {arr.dtype} "
+                f"`{name}` must hold integers, got dtype {arr.dtype} "
                 f"(first values: {arr[:5].tolist()})."
             )
     arr = arr.astype(np.int64, copy=False)

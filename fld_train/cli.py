@@ -30,7 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo = sub.add_parser("demo", help="digits with injected label noise: detect, relabel, compare")
     demo.add_argument("--out", default="fld_runs/demo", help="output folder (default: %(default)s)")
     demo.add_argument("--noise-rate", type=_rate, default=0.2, help="share of labels flipped (default: 0.2)")
-    demo.add_argument("--epochs", type=_positive_int, default=20, help="training epochs (default: 20)")
+    demo.add_argument("--epochs", type=_positive_int, default=40, help="training epochs (default: 40)")
     demo.add_argument("--check-every", type=_positive_int, default=2,
                       help="epochs between checks (default: 2)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")

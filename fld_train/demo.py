@@ -91,7 +91,7 @@ def _trainer(max_epochs: int, callbacks: list[pl.Callback], logger: TensorBoardL
     return pl.Trainer(
         max_epochs=max_epochs, accelerator="cpu", devices=1, logger=logger, callbacks=callbacks,
         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-        deterministic=True, num_sanity_val_steps=0,
+        deterministic=True, num_sanity_val_steps=0, log_every_n_steps=10,
     )
 
 
@@ -119,7 +119,7 @@ def run_demo(
     out_dir: str | os.PathLike[str] = "fld_runs/demo",
     *,
     noise_rate: float = 0.2,
-    epochs: int = 20,
+    epochs: int = 40,
     check_every_n_epochs: int = 2,
     seed: int = 0,
 ) -> DemoResult:

@@ -1,0 +1,87 @@
+import numpy as np
+import pytest
+
+from fld_train import knn
+
+
+@pytest.fixture
+def two_clusters() -> tuple[np.ndarray, np.ndarray]:
+    """Two tight clusters of 4 points; point 3 sits in cluster A but carries cluster B's label."""
+    a = np.array([[1.0, 0.0], [0.99, 0.05], [0.98, -0.05], [0.97, 0.02]])
+    b = np.array([[0.0, 1.0], [0.05, 0.99], [-0.05, 0.98], [0.02, 0.97]])
+    return np.vstack([a, b]), np.array([0, 0, 0, 1, 1, 1, 1, 1])
+
+
+def test_search_drops_the_self_match(two_clusters):
+    x, _ = two_clusters
+    nb = knn.search(x, k=3)
+    assert nb.indices.shape == (8, 3)
+    assert not np.any(nb.indices == np.arange(8)[:, None])
+    # each point's three neighbours are the rest of its cluster
+    for i in range(8):
+        cluster = set(range(4)) if i < 4 else set(range(4, 8))
+        assert set(nb.indices[i]) == cluster - {i}
+    assert np.all(np.diff(nb.similarities, axis=1) <= 1e-6)  # nearest first
+
+
+def test_agreement_on_constructed_example(two_clusters):
+    x, labels = two_clusters
+    agreement, dist = knn.label_agreement(x, labels, num_classes=2, k=3)
+    # point 3 (label 1) sits among three label-0 points; points 0-2 see two 0s and point 3's 1
+    np.testing.assert_allclose(agreement[:4], [2 / 3, 2 / 3, 2 / 3, 0.0])
+    np.testing.assert_allclose(agreement[4:], 1.0)
+    np.testing.assert_allclose(dist[3], [1.0, 0.0])
+    np.testing.assert_allclose(dist.sum(axis=1), 1.0)
+
+
+def test_duplicates_still_exclude_exactly_one_row():
+    x = np.array([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    nb = knn.search(x, k=2)
+    for i in range(3):
+        assert i not in nb.indices[i]
+        assert set(nb.indices[i]) == {0, 1, 2} - {i}
+
+
+def test_k_larger_than_dataset_pads_with_minus_one():
+    nb = knn.search(np.eye(3), k=5)
+    assert nb.indices.shape == (3, 5)
+    assert np.all(nb.indices[:, 2:] == -1)
+    dist = knn.neighbour_label_distribution(nb, np.array([0, 1, 1]), 2)
+    np.testing.assert_allclose(dist[0], [0.0, 1.0])
+
+
+def test_chunked_search_equals_single_chunk(rng):
+    x = rng.normal(size=(300, 8))
+    a = knn.search(x, k=5, chunk_size=1000)
+    b = knn.search(x, k=5, chunk_size=7)
+    np.testing.assert_array_equal(a.indices, b.indices)
+
+
+def test_float16_embeddings_are_accepted(two_clusters):
+    x, labels = two_clusters
+    agreement, _ = knn.label_agreement(x.astype(np.float16), labels, num_classes=2, k=3)
+    assert agreement[3] == 0.0
+
+
+@pytest.mark.parametrize(
+    ("emb", "match"),
+    [
+        (np.zeros((0, 4)), "shape \\(N, D\\)"),
+        (np.zeros(5), "shape \\(N, D\\)"),
+        (np.array([[1.0, np.nan], [0.0, 1.0]]), "NaN or inf \\(first at row 0\\)"),
+    ],
+)
+def test_bad_embeddings_get_a_clear_error(emb, match):
+    with pytest.raises(ValueError, match=match):
+        knn.search(emb, k=1)
+
+
+def test_bad_k_names_the_argument():
+    with pytest.raises(ValueError, match="`k` must be an int >= 1, got 0"):
+        knn.search(np.eye(3), k=0)
+
+
+def test_labels_out_of_range_are_refused(two_clusters):
+    x, labels = two_clusters
+    with pytest.raises(ValueError, match="num_classes=2"):
+        knn.label_agreement(x, labels + 1, num_classes=2, k=3)

@@ -1,0 +1,130 @@
+import math
+
+import numpy as np
+import pytest
+
+from fld_train.store import SampleStore, softmax
+
+
+def _sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+@pytest.fixture
+def store() -> SampleStore:
+    """Three samples, two classes, two epochs; every number below is computed by hand."""
+    s = SampleStore(num_samples=3, num_classes=2)
+    emb = np.eye(3, 4, dtype=np.float32)
+    # epoch 0, batch 1: sample 0 (label 0) confident and right; sample 1 (label 1) undecided
+    s.update(np.array([0, 1]), np.array([0, 1]), np.array([[2.0, 0.0], [0.0, 0.0]]), emb[:2], epoch=0)
+    # epoch 0, batch 2: sample 0 again in the same epoch (must be skipped); sample 2 (label 0) wrong
+    s.update(np.array([0, 2]), np.array([0, 0]), np.array([[9.0, 0.0], [0.0, math.log(3)]]),
+             np.stack([emb[1], emb[2]]), epoch=0)
+    # epoch 1: sample 0 forgotten; sample 1 learned (its batch label is an override: 0);
+    # sample 2 learned; sample 2 appears twice (second row ignored)
+    s.update(np.array([0, 1, 2, 2]), np.array([0, 0, 0, 0]),
+             np.array([[0.0, 1.0], [0.0, 2.0], [3.0, 0.0], [-5.0, 5.0]]),
+             np.ones((4, 4), dtype=np.float32) * np.arange(4)[:, None], epoch=1)
+    return s
+
+
+def test_given_labels_are_the_first_seen_labels(store):
+    np.testing.assert_array_equal(store.given_labels, [0, 1, 0])
+
+
+def test_counts_each_sample_once_per_epoch(store):
+    np.testing.assert_array_equal(store.seen_epochs, [2, 2, 2])
+    np.testing.assert_array_equal(store.last_epoch, [1, 1, 1])
+
+
+def test_mean_given_probability_matches_hand_computation(store):
+    expected = [(_sig(2) + _sig(-1)) / 2, (0.5 + _sig(2)) / 2, (0.25 + _sig(3)) / 2]
+    np.testing.assert_allclose(store.mean_given_prob(), expected, rtol=1e-12)
+
+
+def test_variability_is_std_over_epochs(store):
+    expected = [abs(_sig(2) - _sig(-1)) / 2, abs(0.5 - _sig(2)) / 2, abs(0.25 - _sig(3)) / 2]
+    np.testing.assert_allclose(store.given_prob_variability(), expected, rtol=1e-9)
+
+
+def test_aum_margin_matches_hand_computation(store):
+    np.testing.assert_allclose(store.mean_margin(), [(2 - 1) / 2, (0 + 2) / 2, (-math.log(3) + 3) / 2])
+
+
+def test_first_learned_and_forgetting(store):
+    np.testing.assert_array_equal(store.first_learned_epoch, [0, 1, 1])
+    np.testing.assert_array_equal(store.forgetting_events, [1, 0, 0])
+
+
+def test_mean_class_probs_rows_sum_to_one(store):
+    probs = store.mean_class_probs()
+    np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(probs[0, 0], (_sig(2) + _sig(-1)) / 2, rtol=1e-6)
+
+
+def test_embeddings_hold_the_latest_epoch(store):
+    np.testing.assert_array_equal(store.embeddings[:, 0], [0.0, 1.0, 2.0])
+    assert store.embeddings.dtype == np.float16
+
+
+def test_unseen_samples_have_zero_statistics():
+    s = SampleStore(4, 3)
+    s.update(np.array([1]), np.array([2]), np.zeros((1, 3)), None, epoch=0)
+    np.testing.assert_array_equal(s.seen, [False, True, False, False])
+    assert s.mean_given_prob()[0] == 0.0
+    assert s.embeddings is None
+
+
+def test_declared_given_labels_win_over_batch_labels():
+    s = SampleStore(2, 2)
+    s.set_given_labels([1, 0])
+    s.update(np.array([0, 1]), np.array([0, 0]), np.array([[0.0, 0.0], [0.0, 0.0]]), None, epoch=0)
+    np.testing.assert_array_equal(s.given_labels, [1, 0])
+
+
+def test_state_dict_round_trip(store):
+    other = SampleStore(3, 2)
+    other.load_state_dict(store.state_dict())
+    for key, value in store.state_dict().items():
+        np.testing.assert_array_equal(getattr(other, key), value)
+
+
+def test_load_state_dict_tolerates_missing_keys(store):
+    state = store.state_dict()
+    del state["forgetting_events"], state["embeddings"]
+    other = SampleStore(3, 2)
+    other.load_state_dict(state)
+    np.testing.assert_array_equal(other.forgetting_events, 0)
+    np.testing.assert_array_equal(other.prob_sum, store.prob_sum)
+
+
+def test_load_state_dict_refuses_another_dataset(store):
+    with pytest.raises(ValueError, match="num_samples=3"):
+        SampleStore(5, 2).load_state_dict(store.state_dict())
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "match"),
+    [
+        ({"indices": [0, 7]}, "outside \\[0, num_samples=3\\)"),
+        ({"labels": [0, 2]}, "outside \\[0, num_classes=2\\)"),
+        ({"logits": np.zeros((2, 3))}, "num_classes=2"),
+    ],
+)
+def test_update_rejects_bad_input_without_changing_state(kwargs, match):
+    s = SampleStore(3, 2)
+    args = {"indices": [0, 1], "labels": [0, 1], "logits": np.zeros((2, 2))} | kwargs
+    with pytest.raises((ValueError, IndexError), match=match):
+        s.update(np.asarray(args["indices"]), np.asarray(args["labels"]), args["logits"], None, epoch=0)
+    assert not s.seen.any()
+
+
+def test_softmax_is_stable_for_large_logits():
+    p = softmax(np.array([[1000.0, 0.0], [-1000.0, -1000.0]]))
+    np.testing.assert_allclose(p, [[1.0, 0.0], [0.5, 0.5]])
+
+
+@pytest.mark.parametrize(("n", "c"), [(0, 2), (3, 1)])
+def test_constructor_validates_sizes(n, c):
+    with pytest.raises(ValueError, match="num_samples|num_classes"):
+        SampleStore(n, c)
