@@ -18,7 +18,7 @@ from lightning.pytorch.callbacks import Callback
 from typing_extensions import override
 
 from fld_train import knn, scoring
-from fld_train._validation import check_choice, check_int
+from fld_train._validation import check_choice, check_int, check_labels
 from fld_train.capture import HeadCapture, find_head
 from fld_train.dataset import RelabeledDataset
 from fld_train.distributed import gather_rows
@@ -128,7 +128,9 @@ class FakeLabelDiscovery(Callback):
         n = len(self.dataset) if self.dataset is not None else self._loader_length(trainer)
         self.store = SampleStore(n, self.num_classes)
         if self.dataset is not None:
-            self.store.set_given_labels(self.dataset.original_labels)
+            labels = check_labels("the RelabeledDataset's labels", self.dataset.original_labels,
+                                  num_classes=self.num_classes)
+            self.store.set_given_labels(labels)
         if self._pending_state is not None:
             self._restore(self._pending_state)
             self._pending_state = None

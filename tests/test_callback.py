@@ -1,0 +1,195 @@
+"""End-to-end tests of FakeLabelDiscovery inside Trainer.fit on digits."""
+
+from __future__ import annotations
+
+import io
+import logging
+
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from lightning.pytorch.loggers import TensorBoardLogger
+from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+from torch.utils.data import DataLoader, TensorDataset
+
+from fld_train import FakeLabelDiscovery, RelabeledDataset
+from fld_train.demo import MLPClassifier, load_digits_split
+from fld_train.noise import inject_noise
+
+logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+pytestmark = pytest.mark.filterwarnings("ignore:.*does not have many workers.*")
+
+
+@pytest.fixture(scope="module")
+def digits():
+    x, y, _, _ = load_digits_split(seed=0)
+    noisy, mask = inject_noise(y, 10, rate=0.2, seed=0)
+    return x, y, noisy, mask
+
+
+def _fit(x, labels, callback, *, epochs=12, dataset=None, logger=False, model=None, **trainer_kwargs):
+    pl.seed_everything(0, verbose=False)
+    ds = dataset if dataset is not None else RelabeledDataset(
+        TensorDataset(torch.from_numpy(x), torch.from_numpy(labels)))
+    model = model or MLPClassifier(x.shape[1], 10)
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=logger, callbacks=[callback],
+                         enable_checkpointing=False, enable_progress_bar=False,
+                         enable_model_summary=False, **trainer_kwargs)
+    trainer.fit(model, DataLoader(ds, batch_size=64, shuffle=True))
+    return ds, trainer
+
+
+def test_flag_mode_finds_the_injected_noise_and_changes_nothing(digits):
+    x, _, noisy, mask = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=3, action="flag")
+    ds, _ = _fit(x, noisy, fld)
+    report = fld.report()
+    assert len(report) == len(noisy) and report.epoch == 11
+    assert report.detection(mask).auroc >= 0.95
+    assert report.detection(mask).f1 >= 0.8
+    assert np.all((report.scores >= 0) & (report.scores <= 1))
+    np.testing.assert_array_equal(report.given_labels, noisy)
+    np.testing.assert_array_equal(ds.current_labels, noisy)
+    assert ds.audit_log == [] and set(report.decisions) <= {"keep", "review"}
+    np.testing.assert_array_equal(report.decisions == "review", report.flagged)
+
+
+def test_relabel_mode_swaps_labels_and_report_still_judges_the_given_label(digits, tmp_path):
+    x, y, noisy, mask = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=3, action="relabel")
+    ds, _ = _fit(x, noisy, fld)
+    report = fld.report()
+    changed = ds.relabeled_indices
+    assert changed.size > 0.6 * mask.sum()
+    assert np.mean(ds.current_labels[changed] == y[changed]) >= 0.9
+    np.testing.assert_array_equal(report.current_labels, ds.current_labels)
+    np.testing.assert_array_equal(report.given_labels, noisy)
+    assert report.flagged[changed].all()  # a relabeled sample stays flagged
+    assert report.detection(mask).auroc >= 0.95
+    assert report.correction_accuracy(y) >= 0.9
+    last = {c.index: c for c in ds.audit_log if c.field == "label"}
+    assert set(changed) <= set(last)
+    assert all(last[i].old in (noisy[i], ) or last[i].reason.startswith("relabel") for i in changed)
+    report.to_csv(tmp_path / "r.csv")
+    lines = (tmp_path / "r.csv").read_text().splitlines()
+    assert len(lines) == len(noisy) + 1 and lines[0].startswith("index,given_label,current_label")
+
+
+def test_downweight_mode_lowers_flagged_weights_only(digits):
+    x, _, noisy, mask = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=3, action="downweight")
+    ds, _ = _fit(x, noisy, fld)
+    report = fld.report()
+    np.testing.assert_array_equal(ds.current_labels, noisy)
+    np.testing.assert_allclose(ds.weights, report.weights)
+    assert np.all(ds.weights[report.flagged] < 1) and np.all(ds.weights[~report.flagged] == 1)
+    assert (ds.weights < 1)[mask].mean() > 0.6
+
+
+def test_each_check_logs_counts_to_tensorboard(digits, tmp_path):
+    x, _, noisy, _ = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel")
+    logger = TensorBoardLogger(tmp_path, name="tb")
+    _fit(x, noisy, fld, epochs=6, logger=logger)
+    acc = EventAccumulator(logger.log_dir)
+    acc.Reload()
+    tags = set(acc.Tags()["scalars"])
+    for key in ("flagged", "relabeled", "downweighted", "review"):
+        assert f"fld/{key}" in tags and f"fld/{key}_fraction" in tags
+    events = acc.Scalars("fld/relabeled")
+    assert len(events) == 3  # checks after epochs 2, 4, 6
+    report = fld.report()
+    assert events[-1].value == (report.current_labels != report.given_labels).sum()
+    np.testing.assert_allclose(acc.Scalars("fld/flagged_fraction")[-1].value, report.flagged.mean(), rtol=1e-6)
+
+
+def test_final_check_runs_when_the_last_epoch_is_not_a_check_epoch(digits):
+    x, _, noisy, _ = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=4, action="flag")
+    _fit(x, noisy, fld, epochs=5)
+    assert fld.report().epoch == 4
+
+
+def test_batch_without_indices_gets_a_clear_error(digits):
+    x, _, noisy, _ = digits
+    plain = TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy))
+    with pytest.raises(ValueError, match="needs each training batch to be \\(x, y, idx\\).*RelabeledDataset"):
+        _fit(x, noisy, FakeLabelDiscovery(10, action="flag"), epochs=1, dataset=plain)
+
+
+def test_labels_outside_num_classes_get_a_clear_error(digits):
+    x, _, noisy, _ = digits
+    bad = noisy.copy()
+    bad[5] = 12
+    ds = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(bad)))
+    with pytest.raises(ValueError, match="RelabeledDataset's labels` holds 1 value.*position 5: 12"):
+        _fit(x, bad, FakeLabelDiscovery(10, action="flag"), epochs=1, dataset=ds)
+    # without a RelabeledDataset the batch itself is checked
+    plain = TensorDataset(torch.from_numpy(x), torch.from_numpy(bad), torch.arange(len(bad)))
+    with pytest.raises(ValueError, match="label 12 \\(sample index 5\\) is outside \\[0, num_classes=10\\)"):
+        _fit(x, bad, FakeLabelDiscovery(10, action="flag"), epochs=1, dataset=plain)
+
+
+def test_model_without_a_fitting_head_lists_the_candidates(digits):
+    x, _, noisy, _ = digits
+    with pytest.raises(ValueError, match="out_features == num_classes=7.*'head' \\(in=128, out=10\\)"):
+        _fit(x, noisy, FakeLabelDiscovery(7, action="flag"), epochs=1)
+
+
+def test_changing_actions_need_a_relabeled_dataset(digits):
+    x, _, noisy, _ = digits
+    plain = TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy), torch.arange(len(noisy)))
+    with pytest.raises(ValueError, match="action='relabel'.*RelabeledDataset"):
+        _fit(x, noisy, FakeLabelDiscovery(10, action="relabel"), epochs=1, dataset=plain)
+
+
+def test_flag_mode_works_on_any_dataset_yielding_indices(digits):
+    x, _, noisy, mask = digits
+    plain = TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy), torch.arange(len(noisy)))
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=3, action="flag")
+    _fit(x, noisy, fld, dataset=plain, epochs=6)
+    np.testing.assert_array_equal(fld.report().given_labels, noisy)
+    assert fld.report().detection(mask).auroc >= 0.9
+
+
+def test_fast_dev_run_is_skipped(digits):
+    x, _, noisy, _ = digits
+    fld = FakeLabelDiscovery(10, action="flag")
+    _fit(x, noisy, fld, fast_dev_run=True)
+    with pytest.raises(RuntimeError, match="no check has run"):
+        fld.report()
+
+
+def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
+    x, _, noisy, _ = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel")
+    ds, _ = _fit(x, noisy, fld, epochs=2)
+    buf = io.BytesIO()
+    torch.save(fld.state_dict(), buf)
+    buf.seek(0)
+    state = torch.load(buf, weights_only=True)
+    assert state["last_check_epoch"] == 1
+    fresh = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel")
+    fresh.load_state_dict(state)
+    fresh.store = type(fld.store)(len(noisy), 10)
+    fresh.dataset = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy)))
+    fresh._restore(fresh._pending_state)
+    np.testing.assert_array_equal(fresh.store.prob_sum, fld.store.prob_sum)
+    np.testing.assert_array_equal(fresh.dataset.current_labels, ds.current_labels)
+    assert fresh.dataset.audit_log == ds.audit_log
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"num_classes": 1}, ValueError, "`num_classes` must be an int >= 2, got 1"),
+        ({"num_classes": 10, "check_every_n_epochs": 0}, ValueError, "`check_every_n_epochs` must be"),
+        ({"num_classes": 10, "action": "fix"}, ValueError, "`action` must be one of \\{'flag', 'relabel', "),
+        ({"num_classes": 10, "k": 2.5}, TypeError, "`k` must be an int, got 2.5"),
+        ({"num_classes": 10, "head": 3}, TypeError, "`head` must be a module name"),
+    ],
+)
+def test_constructor_validates_arguments(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        FakeLabelDiscovery(**kwargs)
