@@ -106,6 +106,7 @@ class FakeLabelDiscovery(Callback):
         if use_gpu_index not in (None, True, False):
             raise TypeError(f"`use_gpu_index` must be None, True or False, got {use_gpu_index!r}.")
         self.use_gpu_index = use_gpu_index
+        self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
         self.store: SampleStore | None = None
         self.dataset: RelabeledDataset | None = None
@@ -113,11 +114,12 @@ class FakeLabelDiscovery(Callback):
         self._report: LabelReport | None = None
         self._last_check_epoch = -1
         self._pending_state: dict[str, Any] | None = None
+        self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (labels, indices) in flight
 
     @property
     @override
     def state_key(self) -> str:
-        return self._generate_state_key(num_classes=self.num_classes, action=self.action, head=self.head)
+        return self._state_key
 
     # ------------------------------------------------------------------ lifecycle
     @override
@@ -152,7 +154,8 @@ class FakeLabelDiscovery(Callback):
     ) -> None:
         if not self._active(trainer) or self._capture is None:
             return
-        _, indices = self._split_batch(batch)
+        self._batch = self._split_batch(batch)
+        indices = self._batch[1]
         weights = None
         if self.dataset is not None and self.action == "downweight":
             w = self.dataset.weights_of(indices)
@@ -165,7 +168,8 @@ class FakeLabelDiscovery(Callback):
     ) -> None:
         if not self._active(trainer) or self._capture is None or self.store is None:
             return
-        labels, indices = self._split_batch(batch)
+        labels, indices = self._batch if self._batch is not None else self._split_batch(batch)
+        self._batch = None
         captured = self._capture.take()
         if captured is None:
             raise RuntimeError(

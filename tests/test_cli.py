@@ -1,0 +1,46 @@
+import subprocess
+import sys
+
+import pytest
+
+from fld_train.cli import build_parser, main
+
+
+def test_demo_meets_the_documented_targets(tmp_path, capsys):
+    """The README's demo at its defaults: F1 >= 0.90, AUROC >= 0.98, >= 90% of relabels right."""
+    from fld_train.demo import run_demo
+
+    result = run_demo(tmp_path / "demo")
+    assert result.detection.f1 >= 0.90
+    assert result.detection.auroc >= 0.98
+    assert result.relabeled > 0 and result.relabel_accuracy >= 0.90
+    assert result.report_csv.exists()
+    assert any(result.tensorboard_dir.glob("events.out.tfevents.*"))
+
+
+def test_demo_command_prints_metrics_and_paths(tmp_path, capsys):
+    assert main(["demo", "--out", str(tmp_path), "--epochs", "4", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    for needle in ("precision", "recall", "F1", "AUROC", "restored the true label", "plain training",
+                   "with fld-train", str(tmp_path / "label_report.csv"), "tensorboard --logdir"):
+        assert needle in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "match"),
+    [
+        (["demo", "--noise-rate", "1.5"], "--noise-rate: must be in \\[0, 1\\), got 1.5"),
+        (["demo", "--epochs", "0"], "--epochs: must be an integer >= 1, got 0"),
+        (["nothing"], "invalid choice: 'nothing'"),
+    ],
+)
+def test_bad_arguments_exit_with_a_message(argv, match, capsys):
+    with pytest.raises(SystemExit) as err:
+        build_parser().parse_args(argv)
+    assert err.value.code == 2
+    assert __import__("re").search(match, capsys.readouterr().err)
+
+
+def test_console_script_is_installed():
+    out = subprocess.run([sys.executable, "-m", "fld_train.cli", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "demo" in out.stdout
