@@ -127,6 +127,8 @@ class FakeLabelDiscovery(Callback):
         _, head = find_head(pl_module, self.num_classes, self.head)
         self._capture = HeadCapture(head)
         self.dataset = self._find_dataset(trainer)
+        if self.dataset is not None and trainer.world_size > 1:
+            self.dataset.own_memory()  # ranks made by spawn or fork must not share one label tensor
         n = len(self.dataset) if self.dataset is not None else self._loader_length(trainer)
         self.store = SampleStore(n, self.num_classes)
         if self.dataset is not None:
@@ -226,10 +228,9 @@ class FakeLabelDiscovery(Callback):
 
     @override
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        if self.store is None:
-            self._pending_state = dict(state_dict)  # applied once the store exists (on_train_start)
-        else:
-            self._restore(state_dict)
+        # Lightning restores callbacks before training starts; the store and the dataset exist only
+        # from on_train_start, which applies this.
+        self._pending_state = dict(state_dict)
 
     def _restore(self, state: dict[str, Any]) -> None:
         self._last_check_epoch = int(state.get("last_check_epoch", -1))

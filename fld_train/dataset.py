@@ -218,6 +218,17 @@ class RelabeledDataset(Dataset):
         if "audit_log" in state:
             self._log = [Change(**entry) for entry in state["audit_log"]]
 
+    def own_memory(self) -> None:
+        """Move the current labels and weights to shared memory of this process's own.
+
+        A dataset that reached this process by pickling (``ddp_spawn``) or by ``fork`` shares its
+        tensors with the process it came from and with sibling ranks, which would then overwrite
+        each other's overrides. Call this before DataLoader workers start (``FakeLabelDiscovery``
+        does, at ``on_train_start`` under DDP); workers started afterwards share the new copy.
+        """
+        self._labels = self._labels.clone().share_memory_()
+        self._weights = self._weights.clone().share_memory_()
+
     # ------------------------------------------------------------------ helpers
     def _check_indices(self, indices: Sequence[int] | np.ndarray) -> np.ndarray:
         idx = check_labels("indices", indices)

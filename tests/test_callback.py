@@ -32,7 +32,7 @@ def _fit(x, labels, callback, *, epochs=12, dataset=None, logger=False, model=No
     pl.seed_everything(0, verbose=False)
     ds = dataset if dataset is not None else RelabeledDataset(
         TensorDataset(torch.from_numpy(x), torch.from_numpy(labels)))
-    model = model or MLPClassifier(x.shape[1], 10)
+    model = model if model is not None else MLPClassifier(x.shape[1], 10)
     trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=logger, callbacks=[callback],
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False, **trainer_kwargs)
