@@ -8,17 +8,21 @@ the ``RelabeledDataset`` on every rank and logs the counts.
 
 from __future__ import annotations
 
+import os
+import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
 from lightning.pytorch.callbacks import Callback
+from torch import nn
 from typing_extensions import override
 
 from fld_train import knn, scoring
-from fld_train._validation import check_choice, check_int, check_labels
+from fld_train._validation import check_choice, check_float, check_int, check_labels
 from fld_train.capture import HeadCapture, find_head
 from fld_train.dataset import RelabeledDataset
 from fld_train.distributed import gather_rows
@@ -73,6 +77,11 @@ class FakeLabelDiscovery(Callback):
         head: dotted name of the classifier layer, overriding the automatic search.
         k: neighbours in the kNN check.
         use_gpu_index: ``None`` uses GPU FAISS when it sees a GPU.
+        max_relabel_fraction: one check changes at most this share of the labels; the
+            highest-scored candidates go first, the rest go to review.
+        max_relabel_class_fraction: ... and at most this share of one (given) class.
+        report_dir: if set, rank 0 writes ``label_report.csv`` and ``audit_log.csv`` there after
+            every check, atomically (a reader never sees a half-written file).
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -88,6 +97,9 @@ class FakeLabelDiscovery(Callback):
         head: str | None = None,
         k: int = 10,
         use_gpu_index: bool | None = None,
+        max_relabel_fraction: float = 0.5,
+        max_relabel_class_fraction: float = 0.5,
+        report_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -106,6 +118,16 @@ class FakeLabelDiscovery(Callback):
         if use_gpu_index not in (None, True, False):
             raise TypeError(f"`use_gpu_index` must be None, True or False, got {use_gpu_index!r}.")
         self.use_gpu_index = use_gpu_index
+        self.max_relabel_fraction = check_float(
+            "max_relabel_fraction", max_relabel_fraction, low=0.0, high=1.0,
+            hint="It is the share of all labels one check may change.",
+        )
+        self.max_relabel_class_fraction = check_float(
+            "max_relabel_class_fraction", max_relabel_class_fraction, low=0.0, high=1.0,
+            hint="It is the share of one class's labels one check may change.",
+        )
+        self.report_dir = None if report_dir is None else Path(report_dir)
+        self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
         self.store: SampleStore | None = None
@@ -124,7 +146,13 @@ class FakeLabelDiscovery(Callback):
     # ------------------------------------------------------------------ lifecycle
     @override
     def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        _, head = find_head(pl_module, self.num_classes, self.head)
+        name, head = find_head(pl_module, self.num_classes, self.head)
+        if isinstance(head, nn.Linear) and head.out_features != self.num_classes:
+            raise ValueError(
+                f"the head '{name}' has out_features={head.out_features} but num_classes="
+                f"{self.num_classes}. Set `num_classes` to the model's number of outputs, or name "
+                "the classifier layer with `head=`."
+            )
         self._capture = HeadCapture(head)
         self.dataset = self._find_dataset(trainer)
         if self.dataset is not None and trainer.world_size > 1:
@@ -179,16 +207,35 @@ class FakeLabelDiscovery(Callback):
                 f"{indices.shape[0]} samples. The head must be called in training_step with the whole "
                 "batch; pass `head=` to name the layer that produces the logits."
             )
+        if captured.logits.ndim != 2 or captured.logits.shape[1] != self.num_classes:
+            raise ValueError(
+                f"the head's output has shape {tuple(captured.logits.shape)}, but num_classes="
+                f"{self.num_classes}. Set `num_classes` to the model's number of outputs, or name the "
+                "classifier layer with `head=`."
+            )
+        if indices.unique().numel() != indices.numel():
+            self._warn_once(
+                "duplicates",
+                "FakeLabelDiscovery: a training batch holds the same sample index more than once (a "
+                "sampler with replacement?). Each sample is counted once per epoch.",
+            )
         rows = gather_rows(trainer.strategy, {
             "indices": indices.to(captured.logits.device).long(),
             "labels": labels.to(captured.logits.device).long(),
             "logits": captured.logits.float(),
             "embeddings": captured.embeddings.float(),
         })
+        skipped = self.store.nonfinite_rows
         self.store.update(
             _to_numpy(rows["indices"]), _to_numpy(rows["labels"]), _to_numpy(rows["logits"]),
             _to_numpy(rows["embeddings"]), trainer.current_epoch,
         )
+        if self.store.nonfinite_rows > skipped:
+            self._warn_once(
+                "nonfinite",
+                "FakeLabelDiscovery: skipped samples whose logits or embeddings hold NaN or inf; they "
+                "are not recorded (count so far in `fld.store.nonfinite_rows`). Is training diverging?",
+            )
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
@@ -242,6 +289,11 @@ class FakeLabelDiscovery(Callback):
                                           for k, v in state["dataset"].items()})
 
     # ------------------------------------------------------------------ internals
+    def _warn_once(self, key: str, message: str) -> None:
+        if key not in self._warned:
+            self._warned.add(key)
+            warnings.warn(message, UserWarning, stacklevel=2)
+
     @staticmethod
     def _active(trainer: pl.Trainer) -> bool:
         return not trainer.sanity_checking and not trainer.fast_dev_run
@@ -310,6 +362,11 @@ class FakeLabelDiscovery(Callback):
         self._last_check_epoch = epoch
         if trainer.is_global_zero:
             log_check(trainer.loggers, self._report, step=trainer.global_step)
+            if self.report_dir is not None:
+                self.report_dir.mkdir(parents=True, exist_ok=True)
+                self._report.to_csv(self.report_dir / "label_report.csv")
+                if self.dataset is not None:
+                    self.dataset.write_audit_csv(self.report_dir / "audit_log.csv")
 
     def _evaluate(self) -> scoring.Evaluation:
         store = self.store
@@ -326,8 +383,12 @@ class FakeLabelDiscovery(Callback):
                 neighbours, vote_labels[rows], self.num_classes
             )
         given = np.where(store.given_labels >= 0, store.given_labels, 0)
+        learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
         return scoring.evaluate(
             given, store.mean_class_probs(), neighbour_dist, seen=seen, action=self.action,
+            current_labels=vote_labels, learned_at_first_sight=learned_at_first_sight,
+            max_change_fraction=self.max_relabel_fraction,
+            max_class_change_fraction=self.max_relabel_class_fraction,
             extra_signals={
                 "aum_margin": store.mean_margin(),
                 "given_prob_variability": store.given_prob_variability(),

@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import Dataset
+from torch.utils.data import Dataset, IterableDataset
 
+from fld_train._io import atomic_write
 from fld_train._validation import check_float, check_labels
 
 
@@ -82,6 +83,12 @@ class RelabeledDataset(Dataset):
         self, base: Dataset, *, labels: Sequence[int] | np.ndarray | None = None,
         num_classes: int | None = None,
     ) -> None:
+        if isinstance(base, IterableDataset):
+            raise TypeError(
+                f"`base` must be a map-style dataset (indexable, with __len__); got the iterable "
+                f"dataset {type(base).__name__}, whose samples have no stable index to override. "
+                "Yield (x, y, idx) yourself and use FakeLabelDiscovery(action='flag')."
+            )
         if not hasattr(base, "__getitem__") or not hasattr(base, "__len__"):
             raise TypeError(
                 f"`base` must be a map-style dataset with __getitem__ and __len__, got "
@@ -193,8 +200,8 @@ class RelabeledDataset(Dataset):
         return changed + self.set_weights(idx, 1.0, epoch=epoch, reason=reason)
 
     def write_audit_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write the audit trail as CSV with columns index, field, old, new, epoch, reason."""
-        with open(path, "w", newline="") as fh:
+        """Write the audit trail as CSV (index, field, old, new, epoch, reason), atomically."""
+        with atomic_write(path) as fh:
             writer = csv.DictWriter(fh, fieldnames=[f for f in Change.__dataclass_fields__])
             writer.writeheader()
             writer.writerows(asdict(c) for c in self._log)

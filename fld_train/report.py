@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from fld_train._io import atomic_write
 from fld_train.metrics import DetectionMetrics, correction_accuracy, detection_metrics
 from fld_train.scoring import DECISION_NAMES, Evaluation
 
@@ -96,12 +97,15 @@ class LabelReport:
 
     # ------------------------------------------------------------------ export
     def to_csv(self, path: str | os.PathLike[str]) -> None:
-        """Write one row per sample: index, labels, score, flagged, decision, weight, signals, reason."""
+        """Write one row per sample: index, labels, score, flagged, decision, weight, signals, reason.
+
+        The file is written atomically: readers see the previous file or the complete new one.
+        """
         signal_names = sorted(self.signals)
         header = ["index", "given_label", "current_label", "suggested_label", "score", "flagged",
                   "decision", "weight", *signal_names, "reason"]
         reasons = self.reasons()
-        with open(path, "w", newline="") as fh:
+        with atomic_write(path) as fh:
             writer = csv.writer(fh)
             writer.writerow(header)
             for i in range(len(self)):

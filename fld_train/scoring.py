@@ -69,6 +69,47 @@ def per_class_thresholds(posterior: np.ndarray, given: np.ndarray, mask: np.ndar
     return np.divide(sums, counts, out=np.full(n_classes, np.inf), where=counts > 0)
 
 
+def within_budget(
+    candidates: np.ndarray,
+    scores: np.ndarray,
+    given: np.ndarray,
+    num_classes: int,
+    *,
+    max_fraction: float,
+    max_class_fraction: float,
+    population: np.ndarray,
+) -> np.ndarray:
+    """Keep the highest-scored ``candidates`` that fit the overall and per-class budgets.
+
+    Args:
+        candidates: ``(N,)`` bool, proposed changes.
+        scores: ``(N,)`` priority (higher first).
+        given: ``(N,)`` given labels; the per-class budget counts by given class.
+        num_classes: number of classes C.
+        max_fraction: at most ``floor(max_fraction * population.sum())`` changes.
+        max_class_fraction: at most ``floor(max_class_fraction * n_j)`` changes of class ``j``, where
+            ``n_j`` counts ``population`` samples labelled ``j``.
+        population: ``(N,)`` bool, samples the fractions refer to.
+
+    Returns:
+        ``(N,)`` bool, the candidates that fit.
+    """
+    idx = np.flatnonzero(candidates)
+    if idx.size == 0:
+        return candidates.copy()
+    class_cap = np.floor(max_class_fraction * np.bincount(given[population], minlength=num_classes))
+    order = idx[np.lexsort((-scores[idx], given[idx]))]  # by class, best score first
+    cls = given[order]
+    starts = np.searchsorted(cls, np.arange(num_classes))
+    rank_in_class = np.arange(order.size) - starts[cls]
+    order = order[rank_in_class < class_cap[cls]]
+    cap = int(np.floor(max_fraction * population.sum()))
+    order = order[np.argsort(-scores[order], kind="stable")][:cap]
+    keep = np.zeros_like(candidates)
+    keep[order] = True
+    return keep
+
+
 def evaluate(
     given_labels: np.ndarray,
     model_probs: np.ndarray,
@@ -77,6 +118,10 @@ def evaluate(
     seen: np.ndarray | None = None,
     action: str = "flag",
     model_weight: float = 0.5,
+    current_labels: np.ndarray | None = None,
+    learned_at_first_sight: np.ndarray | None = None,
+    max_change_fraction: float = 1.0,
+    max_class_change_fraction: float = 1.0,
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Score every sample, flag the likely mislabeled ones and decide an action for each.
@@ -91,6 +136,14 @@ def evaluate(
             ``"relabel"``), or ``action`` is ``"downweight"`` (then ``"downweight"``, with weight
             ``1 - score``).
         model_weight: weight of ``model_probs`` in the posterior (the kNN gets the rest).
+        current_labels: ``(N,)`` labels training uses now (default: the given ones); relabels that
+            would change one count against the budgets, standing ones do not.
+        learned_at_first_sight: ``(N,)`` bool, the model predicted the given label in the first
+            epoch it saw the sample. Such a sample whose mean given-label probability also reaches
+            its class's threshold is never relabeled (it goes to review): an early, confident fit
+            is the sign of a clean label, whatever the neighbours say.
+        max_change_fraction: one check changes at most this share of the seen samples' labels.
+        max_class_change_fraction: ... and at most this share of one given class.
         extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
 
     Returns:
@@ -102,9 +155,25 @@ def evaluate(
     given = check_labels("given_labels", given_labels, num_classes=c, length=n)
     if np.shape(neighbour_dist) != (n, c):
         raise ValueError(f"`neighbour_dist` must have shape {(n, c)}, got {np.shape(neighbour_dist)}.")
-    seen = np.ones(n, dtype=bool) if seen is None else np.asarray(seen, dtype=bool)
+    seen = _mask("seen", seen, n, default=True)
+    early = _mask("learned_at_first_sight", learned_at_first_sight, n, default=False)
+    current = given if current_labels is None else check_labels(
+        "current_labels", current_labels, num_classes=c, length=n)
+    budget = (
+        check_float("max_change_fraction", max_change_fraction, low=0.0, high=1.0),
+        check_float("max_class_change_fraction", max_class_change_fraction, low=0.0, high=1.0),
+    )
     return _evaluate_impl(given, np.asarray(model_probs), np.asarray(neighbour_dist), seen, action,
-                          model_weight, dict(extra_signals or {}))
+                          model_weight, current, early, budget, dict(extra_signals or {}))
+
+
+def _mask(name: str, values: np.ndarray | None, n: int, *, default: bool) -> np.ndarray:
+    if values is None:
+        return np.full(n, default)
+    arr = np.asarray(values)
+    if arr.shape != (n,):
+        raise ValueError(f"`{name}` must be a bool array of shape ({n},), got {arr.shape}.")
+    return arr.astype(bool)
 
 
 def _evaluate_impl(
@@ -114,6 +183,9 @@ def _evaluate_impl(
     seen: np.ndarray,
     action: str,
     model_weight: float,
+    current: np.ndarray,
+    early: np.ndarray,
+    budget: tuple[float, float],
     extra: dict[str, np.ndarray],
 ) -> Evaluation:
     n = given.size
@@ -137,7 +209,13 @@ def _evaluate_impl(
     weights = np.ones(n, dtype=np.float32)
     if action == "relabel":
         agree = (model_probs.argmax(axis=1) == suggested) & (neighbour_dist.argmax(axis=1) == suggested)
-        decisions[flagged & agree] = RELABEL
+        model_given = model_probs[rows, given]
+        confident_fit = early & (model_given >= per_class_thresholds(model_probs, given, seen)[given])
+        relabel = flagged & agree & ~confident_fit
+        standing = relabel & (suggested == current)
+        change = within_budget(relabel & ~standing, scores, given, posterior.shape[1],
+                               max_fraction=budget[0], max_class_fraction=budget[1], population=seen)
+        decisions[standing | change] = RELABEL
     elif action == "downweight":
         decisions[flagged] = DOWNWEIGHT
         weights[flagged] = (1.0 - scores[flagged]).astype(np.float32)

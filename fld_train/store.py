@@ -19,6 +19,7 @@ _ARRAYS = (
     "given_labels",
     "seen_epochs",
     "last_epoch",
+    "first_epoch",
     "prob_sum",
     "prob_sq_sum",
     "margin_sum",
@@ -49,13 +50,16 @@ class SampleStore:
         given_labels: ``(N,)`` int64 label the statistics judge (the original one), -1 if unseen.
         seen_epochs: ``(N,)`` number of epochs in which the sample was observed.
         last_epoch: ``(N,)`` last epoch observed, -1 if never.
+        first_epoch: ``(N,)`` first epoch observed, -1 if never.
         prob_sum, prob_sq_sum: ``(N,)`` sums of the given-label softmax probability and its square.
         margin_sum: ``(N,)`` sum of the AUM margin, given logit minus the largest other logit.
         class_prob_sum: ``(N, C)`` float32 sum of the softmax vectors.
         first_learned_epoch: ``(N,)`` first epoch whose prediction was the given label, -1 if never.
         forgetting_events: ``(N,)`` number of correct -> incorrect transitions between epochs.
         correct_last: ``(N,)`` bool, prediction was the given label at the last observation.
-        embeddings: ``(N, D)`` float16 latest penultimate-layer embedding (``None`` until first update).
+        embeddings: ``(N, D)`` float16 latest penultimate-layer embedding, L2-normalised (``None``
+            until the first update).
+        nonfinite_rows: rows skipped so far because their logits or embedding held NaN or inf.
     """
 
     def __init__(self, num_samples: int, num_classes: int) -> None:
@@ -65,6 +69,7 @@ class SampleStore:
         self.given_labels = np.full(n, -1, dtype=np.int64)
         self.seen_epochs = np.zeros(n, dtype=np.int32)
         self.last_epoch = np.full(n, -1, dtype=np.int32)
+        self.first_epoch = np.full(n, -1, dtype=np.int32)
         self.prob_sum = np.zeros(n, dtype=np.float64)
         self.prob_sq_sum = np.zeros(n, dtype=np.float64)
         self.margin_sum = np.zeros(n, dtype=np.float64)
@@ -73,6 +78,7 @@ class SampleStore:
         self.forgetting_events = np.zeros(n, dtype=np.int32)
         self.correct_last = np.zeros(n, dtype=bool)
         self.embeddings: np.ndarray | None = None
+        self.nonfinite_rows = 0
 
     # ------------------------------------------------------------------ updates
     def set_given_labels(self, labels: Any) -> None:
@@ -100,8 +106,9 @@ class SampleStore:
             epoch: the current epoch (0-based).
 
         Returns:
-            The number of samples recorded; duplicates within the batch and samples already
-            recorded in this epoch are skipped.
+            The number of samples recorded. Skipped: duplicates within the batch, samples already
+            recorded in this epoch, and rows whose logits or embedding hold NaN or inf (counted in
+            :attr:`nonfinite_rows`; nothing of them is written).
         """
         indices = np.asarray(indices)
         logits = np.asarray(logits)
@@ -118,9 +125,24 @@ class SampleStore:
                 "the indices must be the dataset positions that RelabeledDataset returns."
             )
         labels = check_labels("labels", labels, num_classes=self.num_classes, length=len(indices))
+        emb = None if embeddings is None else np.asarray(embeddings)
+        if emb is not None:
+            if emb.ndim != 2 or emb.shape[0] != len(indices):
+                raise ValueError(f"`embeddings` must have shape (B={len(indices)}, D), got {emb.shape}.")
+            if self.embeddings is not None and emb.shape[1] != self.embeddings.shape[1]:
+                raise ValueError(
+                    f"embedding size changed from {self.embeddings.shape[1]} to {emb.shape[1]}."
+                )
 
-        # one observation per sample and epoch: first occurrence in the batch, not yet seen this epoch
-        _, first = np.unique(indices, return_index=True)
+        finite = np.isfinite(logits).all(axis=1)
+        if emb is not None:
+            finite &= np.isfinite(emb).all(axis=1)
+        self.nonfinite_rows += int((~finite).sum())
+        # one observation per sample and epoch: first finite occurrence in the batch, not yet seen
+        # in this epoch
+        rows_ok = np.flatnonzero(finite)
+        _, first = np.unique(indices[rows_ok], return_index=True)
+        first = rows_ok[first]
         keep = first[self.last_epoch[indices[first]] != epoch]
         if keep.size == 0:
             return 0
@@ -147,20 +169,17 @@ class SampleStore:
         self.correct_last[idx] = correct
         newly = correct & (self.first_learned_epoch[idx] < 0)
         self.first_learned_epoch[idx[newly]] = epoch
+        self.first_epoch[idx[self.seen_epochs[idx] == 0]] = epoch
         self.seen_epochs[idx] += 1
         self.last_epoch[idx] = epoch
 
-        if embeddings is not None:
-            emb = np.asarray(embeddings)
-            if emb.ndim != 2 or emb.shape[0] != len(indices):
-                raise ValueError(f"`embeddings` must have shape (B={len(indices)}, D), got {emb.shape}.")
+        if emb is not None:
             if self.embeddings is None:
                 self.embeddings = np.zeros((self.num_samples, emb.shape[1]), dtype=np.float16)
-            elif emb.shape[1] != self.embeddings.shape[1]:
-                raise ValueError(
-                    f"embedding size changed from {self.embeddings.shape[1]} to {emb.shape[1]}."
-                )
-            self.embeddings[idx] = emb[keep].astype(np.float16)
+            # L2-normalised before the float16 cast: no overflow, and cosine kNN needs the direction only
+            e = emb[keep].astype(np.float32)
+            e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
+            self.embeddings[idx] = e.astype(np.float16)
         return int(idx.size)
 
     # ------------------------------------------------------------------ reads
@@ -193,7 +212,8 @@ class SampleStore:
     # ------------------------------------------------------------------ state
     def state_dict(self) -> dict[str, Any]:
         """Plain values (ints and numpy arrays) that :meth:`load_state_dict` restores."""
-        state: dict[str, Any] = {"num_samples": self.num_samples, "num_classes": self.num_classes}
+        state: dict[str, Any] = {"num_samples": self.num_samples, "num_classes": self.num_classes,
+                                 "nonfinite_rows": self.nonfinite_rows}
         state.update({name: getattr(self, name) for name in _ARRAYS})
         return state
 
@@ -206,6 +226,7 @@ class SampleStore:
                 f"num_samples={self.num_samples}, num_classes={self.num_classes}. "
                 "Resume with the same dataset and `num_classes`."
             )
+        self.nonfinite_rows = int(state.get("nonfinite_rows", self.nonfinite_rows))
         for name in _ARRAYS:
             if name in state and state[name] is not None:
                 value = np.asarray(state[name])

@@ -52,6 +52,7 @@ def test_aum_margin_matches_hand_computation(store):
 
 
 def test_first_learned_and_forgetting(store):
+    np.testing.assert_array_equal(store.first_epoch, [0, 0, 0])
     np.testing.assert_array_equal(store.first_learned_epoch, [0, 1, 1])
     np.testing.assert_array_equal(store.forgetting_events, [1, 0, 0])
 
@@ -62,9 +63,35 @@ def test_mean_class_probs_rows_sum_to_one(store):
     np.testing.assert_allclose(probs[0, 0], (_sig(2) + _sig(-1)) / 2, rtol=1e-6)
 
 
-def test_embeddings_hold_the_latest_epoch(store):
-    np.testing.assert_array_equal(store.embeddings[:, 0], [0.0, 1.0, 2.0])
+def test_embeddings_hold_the_latest_epoch_normalised(store):
+    np.testing.assert_array_equal(store.embeddings[:, 0], [0.0, 0.5, 0.5])  # rows (k, k, k, k) / 2k
     assert store.embeddings.dtype == np.float16
+
+
+def test_huge_embeddings_do_not_overflow_float16():
+    s = SampleStore(2, 2)
+    s.update(np.array([0, 1]), np.array([0, 1]), np.zeros((2, 2)), np.array([[1e6, 0.0], [0.0, 0.0]]), 0)
+    np.testing.assert_array_equal(s.embeddings, [[1.0, 0.0], [0.0, 0.0]])
+
+
+def test_nonfinite_rows_are_skipped_and_counted():
+    s = SampleStore(4, 2)
+    logits = np.array([[0.0, 1.0], [np.nan, 0.0], [0.0, 0.0], [1.0, 1.0]])
+    emb = np.array([[1.0], [1.0], [np.inf], [1.0]])
+    assert s.update(np.array([0, 1, 2, 3]), np.array([0, 0, 0, 1]), logits, emb, epoch=0) == 2
+    assert s.nonfinite_rows == 2
+    np.testing.assert_array_equal(s.seen, [True, False, False, True])
+    assert np.isfinite(s.prob_sum).all() and np.isfinite(s.embeddings.astype(float)).all()
+    # sample 2 again, twice: the first row is broken, the finite second row must still count
+    s.update(np.array([2, 2]), np.array([0, 0]), np.array([[np.inf, 0.0], [0.0, 0.0]]), None, epoch=0)
+    assert s.seen[2] and s.nonfinite_rows == 3
+
+
+def test_first_epoch_is_recorded():
+    s = SampleStore(2, 2)
+    s.update(np.array([0]), np.array([0]), np.zeros((1, 2)), None, epoch=2)
+    s.update(np.array([0, 1]), np.array([0, 1]), np.zeros((2, 2)), None, epoch=3)
+    np.testing.assert_array_equal(s.first_epoch, [2, 3])
 
 
 def test_unseen_samples_have_zero_statistics():
