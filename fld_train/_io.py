@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
-import tempfile
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
@@ -14,12 +14,13 @@ from typing import IO
 def atomic_write(path: str | os.PathLike[str], *, newline: str | None = "") -> Iterator[IO[str]]:
     """Open a temporary text file beside ``path``; on success, fsync it and rename it over ``path``.
 
-    If the block raises, the temporary file is removed and ``path`` is left as it was.
+    The temporary file gets the usual permissions (the process umask applies). If the block
+    raises, the temporary file is removed and ``path`` is left as it was.
     """
     target = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent or ".")
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
     try:
-        with os.fdopen(fd, "w", newline=newline) as fh:
+        with open(tmp, "x", newline=newline) as fh:
             yield fh
             fh.flush()
             os.fsync(fh.fileno())

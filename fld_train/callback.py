@@ -373,7 +373,8 @@ class FakeLabelDiscovery(Callback):
         assert store is not None and store.embeddings is not None
         seen = store.seen
         n = store.num_samples
-        vote_labels = self.dataset.current_labels if self.dataset is not None else store.given_labels
+        given = np.where(store.given_labels >= 0, store.given_labels, 0)  # unseen: placeholder 0
+        vote_labels = self.dataset.current_labels if self.dataset is not None else given
         neighbour_dist = np.zeros((n, self.num_classes))
         rows = np.flatnonzero(seen)
         if rows.size > 1:
@@ -382,7 +383,6 @@ class FakeLabelDiscovery(Callback):
             neighbour_dist[rows] = knn.neighbour_label_distribution(
                 neighbours, vote_labels[rows], self.num_classes
             )
-        given = np.where(store.given_labels >= 0, store.given_labels, 0)
         learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
         return scoring.evaluate(
             given, store.mean_class_probs(), neighbour_dist, seen=seen, action=self.action,

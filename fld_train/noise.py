@@ -6,7 +6,7 @@ import numpy as np
 
 from fld_train._validation import check_choice, check_float, check_int, check_labels
 
-NOISE_KINDS = ("symmetric", "pairflip")
+NOISE_KINDS = ("symmetric", "pairflip", "clustered")
 
 
 def inject_noise(
@@ -16,16 +16,23 @@ def inject_noise(
     rate: float,
     kind: str = "symmetric",
     seed: int = 0,
+    features: np.ndarray | None = None,
+    cluster_size: int = 20,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Flip exactly ``round(rate * N)`` labels, chosen at random.
+    """Flip exactly ``round(rate * N)`` labels.
 
     Args:
         labels: ``(N,)`` true labels.
         num_classes: number of classes C.
         rate: share of labels to flip, in ``[0, 1]``.
-        kind: ``"symmetric"`` flips to a uniformly random *other* class; ``"pairflip"`` flips class
-            ``j`` to ``(j + 1) % C``.
+        kind: ``"symmetric"`` flips random samples to a uniformly random *other* class;
+            ``"pairflip"`` flips random samples of class ``j`` to ``(j + 1) % C``; ``"clustered"``
+            flips whole neighbourhoods, as someone planting labels would: it picks a random sample,
+            flips it and its ``cluster_size - 1`` nearest unflipped same-class neighbours (in
+            ``features``) to one random other class, and repeats.
         seed: random seed.
+        features: ``(N, D)`` inputs or embeddings; required for ``"clustered"``.
+        cluster_size: samples per flipped neighbourhood (``"clustered"``).
 
     Returns:
         ``(noisy_labels, noise_mask)``: ``(N,)`` int64 labels and ``(N,)`` bool, True where flipped.
@@ -36,6 +43,9 @@ def inject_noise(
     kind = check_choice("kind", kind, NOISE_KINDS)
     rng = np.random.default_rng(seed)
     n = true.size
+    if kind == "clustered":
+        return _clustered(true, num_classes, int(round(rate * n)), rng, features,
+                          check_int("cluster_size", cluster_size, minimum=1))
     flip = rng.choice(n, size=int(round(rate * n)), replace=False)
     noisy = true.copy()
     if kind == "symmetric":
@@ -45,4 +55,25 @@ def inject_noise(
     noisy[flip] = (true[flip] + offset) % num_classes
     mask = np.zeros(n, dtype=bool)
     mask[flip] = True
+    return noisy, mask
+
+
+def _clustered(
+    true: np.ndarray, num_classes: int, budget: int, rng: np.random.Generator,
+    features: np.ndarray | None, cluster_size: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    if features is None:
+        raise ValueError("kind='clustered' needs `features` (N, D) to find neighbourhoods.")
+    x = np.asarray(features, dtype=np.float64)
+    if x.ndim != 2 or x.shape[0] != true.size:
+        raise ValueError(f"`features` must have shape ({true.size}, D), got {x.shape}.")
+    noisy, mask = true.copy(), np.zeros(true.size, dtype=bool)
+    while mask.sum() < budget:
+        centre = int(rng.choice(np.flatnonzero(~mask)))
+        pool = np.flatnonzero(~mask & (true == true[centre]))
+        nearest = pool[np.argsort(((x[pool] - x[centre]) ** 2).sum(axis=1), kind="stable")]
+        members = nearest[: min(cluster_size, budget - int(mask.sum()))]
+        target = (true[centre] + rng.integers(1, num_classes)) % num_classes
+        noisy[members] = target
+        mask[members] = True
     return noisy, mask

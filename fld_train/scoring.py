@@ -198,7 +198,9 @@ def _evaluate_impl(
     others[rows, given] = -np.inf
     scores = np.clip((others.max(axis=1) - q_given + 1.0) / 2.0, 0.0, 1.0)
 
-    confident = np.where(posterior >= thresholds[None, :], posterior, -np.inf)
+    # a sample exactly at its class's mean is confident; the tolerance absorbs summation rounding
+    is_confident = (posterior >= thresholds[None, :] - 1e-9) & (posterior > 0)
+    confident = np.where(is_confident, posterior, -np.inf)
     has_confident = np.isfinite(confident).any(axis=1)
     suggested = np.where(has_confident, confident.argmax(axis=1), posterior.argmax(axis=1))
     flagged = seen & has_confident & (suggested != given)
@@ -210,7 +212,7 @@ def _evaluate_impl(
     if action == "relabel":
         agree = (model_probs.argmax(axis=1) == suggested) & (neighbour_dist.argmax(axis=1) == suggested)
         model_given = model_probs[rows, given]
-        confident_fit = early & (model_given >= per_class_thresholds(model_probs, given, seen)[given])
+        confident_fit = early & (model_given >= per_class_thresholds(model_probs, given, seen)[given] - 1e-9)
         relabel = flagged & agree & ~confident_fit
         standing = relabel & (suggested == current)
         change = within_budget(relabel & ~standing, scores, given, posterior.shape[1],

@@ -193,3 +193,13 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
 def test_constructor_validates_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
         FakeLabelDiscovery(**kwargs)
+
+
+def test_report_dir_gets_the_report_and_audit_trail_after_each_check(digits, tmp_path):
+    x, _, noisy, _ = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", report_dir=tmp_path / "r")
+    ds, _ = _fit(x, noisy, fld, epochs=2)
+    report_lines = (tmp_path / "r" / "label_report.csv").read_text().splitlines()
+    audit_lines = (tmp_path / "r" / "audit_log.csv").read_text().splitlines()
+    assert len(report_lines) == len(noisy) + 1
+    assert len(audit_lines) == len(ds.audit_log) + 1 > 1

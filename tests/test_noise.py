@@ -26,3 +26,23 @@ def test_bad_arguments_are_named():
         inject_noise(np.zeros(3, int), 2, rate=1.5)
     with pytest.raises(ValueError, match="`kind` must be one of"):
         inject_noise(np.zeros(3, int), 2, rate=0.1, kind="random")
+
+
+def test_clustered_noise_flips_whole_neighbourhoods_to_one_class():
+    rng = np.random.default_rng(0)
+    centres = np.repeat(np.arange(4), 50)
+    x = rng.normal(size=(200, 2)) * 0.1 + np.stack([centres, np.zeros(200)], axis=1) * 10
+    x[:, 1] += rng.normal(size=200) * 5  # each class stretched along y: neighbourhoods are local
+    labels = centres % 2
+    noisy, mask = inject_noise(labels, 2, rate=0.1, kind="clustered", features=x, cluster_size=20, seed=0)
+    assert mask.sum() == 20  # one neighbourhood of 20
+    np.testing.assert_array_equal(noisy != labels, mask)
+    flipped = np.flatnonzero(mask)
+    assert len(set(labels[flipped])) == 1 and len(set(noisy[flipped])) == 1
+    # the group is spatially tight: its spread is far below its class's
+    assert np.ptp(x[flipped, 1]) < 0.5 * np.ptp(x[labels == labels[flipped[0]], 1])
+
+
+def test_clustered_noise_needs_features():
+    with pytest.raises(ValueError, match="needs `features`"):
+        inject_noise(np.zeros(5, int), 2, rate=0.2, kind="clustered")

@@ -66,3 +66,58 @@ def test_bad_arguments_are_named():
         scoring.evaluate(given, model, knn[:3])
     with pytest.raises(ValueError, match="outside \\[0, num_classes=2\\)"):
         scoring.evaluate(given + 2, model, knn)
+
+
+def test_budget_keeps_the_best_scored_changes_overall_and_per_class():
+    given = np.array([0, 0, 0, 0, 1, 1, 1, 1])
+    scores = np.array([0.9, 0.8, 0.7, 0.1, 0.95, 0.6, 0.5, 0.4])
+    candidates = np.array([1, 1, 1, 0, 1, 1, 1, 0], bool)
+    every = np.ones(8, bool)
+    keep = scoring.within_budget(candidates, scores, given, 2, max_fraction=1.0,
+                                 max_class_fraction=0.5, population=every)
+    np.testing.assert_array_equal(np.flatnonzero(keep), [0, 1, 4, 5])  # two per class of four
+    keep = scoring.within_budget(candidates, scores, given, 2, max_fraction=0.25,
+                                 max_class_fraction=1.0, population=every)
+    np.testing.assert_array_equal(np.flatnonzero(keep), [0, 4])  # the two best overall
+    assert not scoring.within_budget(candidates, scores, given, 2, max_fraction=0.0,
+                                     max_class_fraction=1.0, population=every).any()
+
+
+def _many_flips():
+    """Ten samples of class 0 and ten of class 1; samples 0-5 are labelled 0 but look like 1."""
+    given = np.array([0] * 10 + [1] * 10)
+    model = np.tile([0.9, 0.1], (20, 1))
+    model[10:] = [0.1, 0.9]
+    model[:6] = [0.1, 0.9]
+    knn = model.copy()
+    return given, model, knn
+
+
+def test_relabels_beyond_the_budget_go_to_review():
+    given, model, knn = _many_flips()
+    ev = scoring.evaluate(given, model, knn, action="relabel", max_change_fraction=1.0,
+                          max_class_change_fraction=0.2)
+    assert ev.flagged[:6].all()
+    assert (ev.decisions == scoring.RELABEL).sum() == 2 and (ev.decisions == scoring.REVIEW).sum() == 4
+
+
+def test_standing_relabels_do_not_use_the_budget():
+    given, model, knn = _many_flips()
+    current = given.copy()
+    current[:6] = 1  # relabeled at an earlier check
+    ev = scoring.evaluate(given, model, knn, action="relabel", current_labels=current,
+                          max_change_fraction=0.0, max_class_change_fraction=0.0)
+    np.testing.assert_array_equal(ev.decisions[:6], scoring.RELABEL)
+
+
+def test_a_label_learned_early_and_confidently_is_not_relabeled():
+    given, model, knn = _many_flips()
+    # sample 9 (given 0): the model leans to 1 but its given-label probability 0.45 still reaches
+    # class 0's threshold (0.42: six of ten class-0 samples look like 1); the neighbours say 1
+    model[9], knn[9] = [0.45, 0.55], [0.0, 1.0]
+    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.05)
+    assert ev.decisions[9] == scoring.RELABEL
+    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.05,
+                          learned_at_first_sight=np.arange(20) == 9)
+    assert ev.flagged[9] and ev.decisions[9] == scoring.REVIEW  # fit at first sight: protected
+    assert (ev.decisions[:6] == scoring.RELABEL).all()
