@@ -1,7 +1,9 @@
 """Wall-time cost of the callback: the same digits training with and without FakeLabelDiscovery.
 
-Both trainings run in this one process, alternating, ``--repeats`` times each; the table reports
-the median wall time of each and their ratio. Run it alone on the machine (two cores).
+Three trainings run in this one process, in turn, ``--repeats`` times each, all logging to
+TensorBoard: plain, with the callback writing counts only (``tensorboard=False``), and with the
+callback writing everything (histograms, PR curve, images, text, projector at the end). The table
+reports the median wall time of each and the ratios to plain. Run it alone on the machine (two cores).
 
     python benchmarks/overhead.py --epochs 30 --repeats 3 --threads 1
 """
@@ -11,6 +13,7 @@ from __future__ import annotations
 import argparse
 import logging
 import statistics
+import tempfile
 import time
 import warnings
 
@@ -18,15 +21,18 @@ import lightning.pytorch as pl
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
-from fld_train import FakeLabelDiscovery, RelabeledDataset
+from lightning.pytorch.loggers import TensorBoardLogger
+
+from fld_train import FakeLabelDiscovery, RelabeledDataset, TensorBoardOptions
 from fld_train.demo import MLPClassifier, load_digits_split
 from fld_train.noise import inject_noise
 
 
-def _time_fit(x, labels, callbacks, epochs: int) -> float:
+def _time_fit(x, labels, callbacks, epochs: int, log_dir: str) -> float:
     pl.seed_everything(0, verbose=False)
     ds = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(labels)))
-    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, callbacks=callbacks,
+    logger = TensorBoardLogger(log_dir, name="overhead")
+    trainer = pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=logger, callbacks=callbacks,
                          enable_checkpointing=False, enable_progress_bar=False,
                          enable_model_summary=False)
     model = MLPClassifier(x.shape[1], 10)
@@ -48,19 +54,25 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     x, y, _, _ = load_digits_split(0)
-    noisy, _ = inject_noise(y, 10, rate=0.2, seed=0)
-    _time_fit(x, noisy, [], 1)  # warm-up: imports, allocator
-    plain, with_fld = [], []
-    for _ in range(args.repeats):
-        plain.append(_time_fit(x, noisy, [], args.epochs))
-        fld = FakeLabelDiscovery(10, check_every_n_epochs=args.check_every, action=args.action)
-        with_fld.append(_time_fit(x, noisy, [fld], args.epochs))
-    a, b = statistics.median(plain), statistics.median(with_fld)
+    noisy, mask = inject_noise(y, 10, rate=0.2, seed=0)
+    with tempfile.TemporaryDirectory() as log_dir:
+        _time_fit(x, noisy, [], 1, log_dir)  # warm-up: imports, allocator
+        times: dict[str, list[float]] = {"plain": [], "counts": [], "full": []}
+        for _ in range(args.repeats):
+            times["plain"].append(_time_fit(x, noisy, [], args.epochs, log_dir))
+            fld = FakeLabelDiscovery(10, check_every_n_epochs=args.check_every, action=args.action,
+                                     tensorboard=False)
+            times["counts"].append(_time_fit(x, noisy, [fld], args.epochs, log_dir))
+            fld = FakeLabelDiscovery(10, check_every_n_epochs=args.check_every, action=args.action,
+                                     noise_mask=mask, tensorboard=TensorBoardOptions(image_shape=(8, 8)))
+            times["full"].append(_time_fit(x, noisy, [fld], args.epochs, log_dir))
+    med = {k: statistics.median(v) for k, v in times.items()}
     print(f"digits, {len(y)} samples, {args.epochs} epochs, check every {args.check_every}, "
           f"action={args.action}, torch threads={args.threads}, median of {args.repeats}")
-    print("| run | wall time (s) |\n|---|---|")
-    print(f"| plain training | {a:.2f} |\n| with FakeLabelDiscovery | {b:.2f} |")
-    print(f"| ratio | {b / a:.3f} |")
+    print("| run | wall time (s) | ratio to plain |\n|---|---|---|")
+    print(f"| plain training | {med['plain']:.2f} | 1.000 |")
+    print(f"| with FakeLabelDiscovery, counts only | {med['counts']:.2f} | {med['counts'] / med['plain']:.3f} |")
+    print(f"| with FakeLabelDiscovery, full TensorBoard | {med['full']:.2f} | {med['full'] / med['plain']:.3f} |")
 
 
 if __name__ == "__main__":

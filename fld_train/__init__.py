@@ -2,8 +2,11 @@
 
 from fld_train.dataset import Change, RelabeledDataset
 from fld_train.report import LabelReport
+from fld_train.review import Review, ReviewFileError
+from fld_train.tensorboard import TensorBoardOptions
 
-__all__ = ["Change", "FakeLabelDiscovery", "LabelReport", "RelabeledDataset"]
+__all__ = ["Change", "FakeLabelDiscovery", "LabelReport", "RelabeledDataset", "Review", "ReviewFileError",
+           "TensorBoardOptions"]
 __version__ = "0.1.0"
 
 

@@ -28,7 +28,7 @@ from fld_train.dataset import RelabeledDataset
 from fld_train.distributed import gather_rows
 from fld_train.report import LabelReport
 from fld_train.store import SampleStore
-from fld_train.tensorboard import log_check
+from fld_train.tensorboard import TensorBoardOptions, log_check, log_projector
 
 
 def _iter_datasets(obj: Any, depth: int = 0) -> Iterator[Any]:
@@ -82,6 +82,10 @@ class FakeLabelDiscovery(Callback):
         max_relabel_class_fraction: ... and at most this share of one (given) class.
         report_dir: if set, rank 0 writes ``label_report.csv`` and ``audit_log.csv`` there after
             every check, atomically (a reader never sees a half-written file).
+        noise_mask: ``(N,)`` bool, the known wrong labels (benchmarks, demos): adds precision,
+            recall, F1, AUROC and a PR curve to TensorBoard.
+        tensorboard: what each check writes to TensorBoard besides the counts;
+            ``False`` writes the counts only.
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -100,6 +104,8 @@ class FakeLabelDiscovery(Callback):
         max_relabel_fraction: float = 0.5,
         max_relabel_class_fraction: float = 0.5,
         report_dir: str | os.PathLike[str] | None = None,
+        noise_mask: np.ndarray | None = None,
+        tensorboard: bool | TensorBoardOptions = True,
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -127,6 +133,12 @@ class FakeLabelDiscovery(Callback):
             hint="It is the share of one class's labels one check may change.",
         )
         self.report_dir = None if report_dir is None else Path(report_dir)
+        self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool)
+        if self.noise_mask is not None and self.noise_mask.ndim != 1:
+            raise ValueError(f"`noise_mask` must be a 1-D bool array, got shape {self.noise_mask.shape}.")
+        if not isinstance(tensorboard, (bool, TensorBoardOptions)):
+            raise TypeError(f"`tensorboard` must be True, False or a TensorBoardOptions, got {tensorboard!r}.")
+        self.tensorboard = TensorBoardOptions() if tensorboard is True else (tensorboard or None)
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -158,6 +170,10 @@ class FakeLabelDiscovery(Callback):
         if self.dataset is not None and trainer.world_size > 1:
             self.dataset.own_memory()  # ranks made by spawn or fork must not share one label tensor
         n = len(self.dataset) if self.dataset is not None else self._loader_length(trainer)
+        if self.noise_mask is not None and self.noise_mask.size != n:
+            raise ValueError(
+                f"`noise_mask` has {self.noise_mask.size} entries but the training dataset has {n} samples."
+            )
         self.store = SampleStore(n, self.num_classes)
         if self.dataset is not None:
             labels = check_labels("the RelabeledDataset's labels", self.dataset.original_labels,
@@ -172,7 +188,12 @@ class FakeLabelDiscovery(Callback):
         if self._active(trainer) and self.store is not None and self.store.seen.any():
             epoch = int(self.store.last_epoch.max())  # last epoch observed, not yet checked?
             if epoch > self._last_check_epoch:
-                self._check(trainer, epoch)
+                self._check(trainer, epoch, final=True)
+            elif trainer.is_global_zero and self._report is not None and self.tensorboard is not None \
+                    and self.tensorboard.projector == "end":
+                log_projector(trainer.loggers, self._report, trainer.global_step,
+                              options=self.tensorboard, embeddings=self.store.embeddings,
+                              seen=self.store.seen, fetch_inputs=self._fetch_inputs())
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
@@ -187,7 +208,7 @@ class FakeLabelDiscovery(Callback):
         self._batch = self._split_batch(batch)
         indices = self._batch[1]
         weights = None
-        if self.dataset is not None and self.action == "downweight":
+        if self.dataset is not None and self.dataset.has_reduced_weights:  # down-weighted or excluded
             w = self.dataset.weights_of(indices)
             weights = w if bool((w < 1).any()) else None
         self._capture.arm(indices.shape[0], weights)
@@ -270,7 +291,7 @@ class FakeLabelDiscovery(Callback):
             ds = self.dataset.state_dict()
             state["dataset"] = {"labels": torch.from_numpy(ds["labels"]),
                                 "weights": torch.from_numpy(ds["weights"]),
-                                "audit_log": ds["audit_log"]}
+                                "audit_log": ds["audit_log"], "reviews": ds["reviews"]}
         return state
 
     @override
@@ -285,8 +306,13 @@ class FakeLabelDiscovery(Callback):
             self.store.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v
                                         for k, v in state["store"].items()})
         if "dataset" in state and self.dataset is not None:
+            live = self.dataset.reviews  # reviews applied before resuming outrank the checkpoint
             self.dataset.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v
                                           for k, v in state["dataset"].items()})
+            restored = {r.index: r for r in self.dataset.reviews}
+            newer = [r for r in live if restored.get(r.index) != r]
+            if newer:
+                self.dataset.reapply_reviews(newer, epoch=self._last_check_epoch)
 
     # ------------------------------------------------------------------ internals
     def _warn_once(self, key: str, message: str) -> None:
@@ -349,7 +375,11 @@ class FakeLabelDiscovery(Callback):
             raise ValueError("FakeLabelDiscovery found no training dataset to size its store.")
         return len(datasets[0])
 
-    def _check(self, trainer: pl.Trainer, epoch: int) -> None:
+    def _fetch_inputs(self) -> Any:
+        ds = self.dataset
+        return None if ds is None else (lambda idx: [ds.base[i][0] for i in idx])
+
+    def _check(self, trainer: pl.Trainer, epoch: int, *, final: bool = False) -> None:
         assert self.store is not None  # set in on_train_start
         payload = None
         if trainer.is_global_zero:
@@ -357,11 +387,19 @@ class FakeLabelDiscovery(Callback):
         payload = trainer.strategy.broadcast(payload, src=0)
         evaluation: scoring.Evaluation = payload
         self._apply(evaluation, epoch)
-        current = self.dataset.current_labels if self.dataset is not None else self.store.given_labels
-        self._report = LabelReport.from_evaluation(evaluation, self.store.given_labels, current, epoch)
+        ds = self.dataset
+        current = ds.current_labels if ds is not None else self.store.given_labels
+        self._report = LabelReport.from_evaluation(
+            evaluation, self.store.given_labels, current, epoch,
+            reviews=ds.reviews if ds is not None else (), num_classes=self.num_classes,
+        )
         self._last_check_epoch = epoch
         if trainer.is_global_zero:
-            log_check(trainer.loggers, self._report, step=trainer.global_step)
+            log_check(
+                trainer.loggers, self._report, trainer.global_step, options=self.tensorboard,
+                noise_mask=self.noise_mask, embeddings=self.store.embeddings, seen=self.store.seen,
+                fetch_inputs=self._fetch_inputs(), final=final,
+            )
             if self.report_dir is not None:
                 self.report_dir.mkdir(parents=True, exist_ok=True)
                 self._report.to_csv(self.report_dir / "label_report.csv")
@@ -384,7 +422,7 @@ class FakeLabelDiscovery(Callback):
                 neighbours, vote_labels[rows], self.num_classes
             )
         learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
-        return scoring.evaluate(
+        evaluation = scoring.evaluate(
             given, store.mean_class_probs(), neighbour_dist, seen=seen, action=self.action,
             current_labels=vote_labels, learned_at_first_sight=learned_at_first_sight,
             max_change_fraction=self.max_relabel_fraction,
@@ -396,15 +434,20 @@ class FakeLabelDiscovery(Callback):
                 "forgetting_events": store.forgetting_events.astype(np.float64),
             },
         )
+        if self.dataset is not None:  # a human's decision outranks the automatic one
+            evaluation.decisions[self.dataset.reviewed_mask & seen] = scoring.REVIEWED
+        return evaluation
 
     def _apply(self, evaluation: scoring.Evaluation, epoch: int) -> None:
         """Make the dataset's overrides match the decisions; undo overrides no longer decided."""
         ds = self.dataset
         if ds is None or self.action == "flag":
             return
-        original = ds.original_labels
+        original, current, reviewed = ds.original_labels, ds.current_labels, ds.reviewed_mask
         target = np.where(evaluation.decisions == scoring.RELABEL, evaluation.suggested_labels, original)
-        idx = np.flatnonzero(target != ds.current_labels)
+        target[reviewed] = current[reviewed]
+        weights = np.where(reviewed, ds.weights, evaluation.weights)
+        idx = np.flatnonzero(target != current)
         if idx.size:
             reasons = [
                 f"relabel: score={evaluation.scores[i]:.3f}" if target[i] != original[i]
@@ -412,11 +455,11 @@ class FakeLabelDiscovery(Callback):
                 for i in idx
             ]
             ds.set_labels(idx, target[idx], epoch=epoch, reason=reasons)
-        idx = np.flatnonzero(evaluation.weights != ds.weights)
+        idx = np.flatnonzero(weights != ds.weights)
         if idx.size:
             reasons = [
-                f"downweight: score={evaluation.scores[i]:.3f}" if evaluation.weights[i] < 1
+                f"downweight: score={evaluation.scores[i]:.3f}" if weights[i] < 1
                 else "revert: no longer flagged"
                 for i in idx
             ]
-            ds.set_weights(idx, evaluation.weights[idx], epoch=epoch, reason=reasons)
+            ds.set_weights(idx, weights[idx], epoch=epoch, reason=reasons)

@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--threads", type=_positive_int, default=None,
                       help="torch CPU threads (default: torch's choice)")
+    report = sub.add_parser("report", help="summarise a saved label report (label_report.csv)")
+    report.add_argument("path", help="a label_report.csv written by LabelReport.to_csv or report_dir")
+    report.add_argument("--top", type=_positive_int, default=10, help="flagged samples to list (default: 10)")
     return parser
 
 
@@ -57,6 +60,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_demo(args.out, noise_rate=args.noise_rate, epochs=args.epochs,
                           check_every_n_epochs=args.check_every, seed=args.seed)
         print(format_result(result, args.noise_rate))
+    elif args.command == "report":
+        from fld_train.report import LabelReport
+
+        try:
+            report = LabelReport.from_csv(args.path)
+        except (OSError, ValueError) as err:
+            print(f"fld-train report: {err}", file=sys.stderr)
+            return 2
+        print(f"label report {args.path}")
+        print(report.format_summary(top=args.top))
     return 0
 
 

@@ -20,6 +20,7 @@ from torch.utils.data import Dataset, IterableDataset
 
 from fld_train._io import atomic_write
 from fld_train._validation import check_float, check_labels
+from fld_train.review import Review, read_review_file
 
 
 @dataclass(frozen=True)
@@ -28,7 +29,8 @@ class Change:
 
     Attributes:
         index: dataset index of the sample.
-        field: ``"label"`` or ``"weight"``.
+        field: ``"label"``, ``"weight"``, or ``"review"`` (a reviewer's decision; old and new are
+            the labels served before and after it).
         old: value before the change.
         new: value after the change.
         epoch: training epoch of the change (-1 outside training).
@@ -104,6 +106,8 @@ class RelabeledDataset(Dataset):
         self._labels = self._original.clone().share_memory_()
         self._weights = torch.ones(n, dtype=torch.float32).share_memory_()
         self._log: list[Change] = []
+        self._reviews: dict[int, Review] = {}
+        self._reduced_weights = 0  # samples with weight < 1, kept current by every weight change
 
     # ------------------------------------------------------------------ Dataset API
     def __len__(self) -> int:
@@ -131,6 +135,11 @@ class RelabeledDataset(Dataset):
         """``(N,)`` float32 per-sample training weights (1 unless down-weighted; a copy)."""
         return self._weights.numpy().copy()
 
+    @property
+    def has_reduced_weights(self) -> bool:
+        """Some sample has weight below 1 (cheap: tracked on every change, no scan)."""
+        return self._reduced_weights > 0
+
     def weights_of(self, indices: torch.Tensor) -> torch.Tensor:
         """Weights of a batch's sample indices, as a float32 tensor on the indices' device."""
         return self._weights[indices.detach().cpu().long()].to(indices.device)
@@ -144,6 +153,18 @@ class RelabeledDataset(Dataset):
     def audit_log(self) -> list[Change]:
         """Every change made so far, oldest first (a copy)."""
         return list(self._log)
+
+    @property
+    def reviews(self) -> list[Review]:
+        """The reviewer decisions applied so far, latest per index (a copy)."""
+        return list(self._reviews.values())
+
+    @property
+    def reviewed_mask(self) -> np.ndarray:
+        """``(N,)`` bool, a reviewer decided the sample; automatic checks leave it alone."""
+        mask = np.zeros(len(self), dtype=bool)
+        mask[list(self._reviews)] = True
+        return mask
 
     # ------------------------------------------------------------------ changes
     def set_labels(
@@ -183,6 +204,7 @@ class RelabeledDataset(Dataset):
         old = self._weights.numpy()[idx]
         changed = old != new
         self._weights[torch.from_numpy(idx[changed])] = torch.from_numpy(np.array(new[changed]))
+        self._reduced_weights += int(np.sum(new[changed] < 1)) - int(np.sum(old[changed] < 1))
         self._record(idx, old, new, changed, "weight", epoch, reasons)
         return int(changed.sum())
 
@@ -199,6 +221,54 @@ class RelabeledDataset(Dataset):
         changed = self.set_labels(idx, self._original.numpy()[idx], epoch=epoch, reason=reason)
         return changed + self.set_weights(idx, 1.0, epoch=epoch, reason=reason)
 
+    def apply_review(self, path: str | os.PathLike[str], *, epoch: int = -1) -> int:
+        """Apply a reviewed queue (CSV or JSONL from ``LabelReport.review_queue``).
+
+        ``keep`` restores the original label (weight 1), ``relabel`` sets ``review_label``
+        (weight 1), ``exclude`` sets weight 0. Every change is audited with reason
+        ``review: <decision>``; reviewed samples keep the reviewer's decision at later automatic
+        checks. The whole file is validated first: a bad file raises
+        :class:`~fld_train.review.ReviewFileError` and changes nothing.
+
+        Returns:
+            The number of reviewed samples applied.
+        """
+        decisions = read_review_file(path, num_samples=len(self), num_classes=self.num_classes)
+        original = self._original.numpy()
+        prior = self._labels.numpy().copy()
+        for decision in ("keep", "relabel", "exclude"):
+            rows = [(i, lab) for i, d, lab in decisions if d == decision]
+            if not rows:
+                continue
+            idx = np.array([i for i, _ in rows], dtype=np.int64)
+            reason = f"review: {decision}"
+            if decision == "relabel":
+                self.set_labels(idx, np.array([lab for _, lab in rows]), epoch=epoch, reason=reason)
+            else:
+                self.set_labels(idx, original[idx], epoch=epoch, reason=reason)
+            self.set_weights(idx, 0.0 if decision == "exclude" else 1.0, epoch=epoch, reason=reason)
+        current = self._labels.numpy()
+        for i, d, _ in decisions:
+            self._reviews[i] = Review(i, d, int(current[i]), int(prior[i]), int(epoch))
+            # the decision itself is audited too, even when it confirms what was served
+            self._log.append(Change(i, "review", int(prior[i]), int(current[i]), int(epoch), f"review: {d}"))
+        return len(decisions)
+
+    def reapply_reviews(self, reviews: list[Review], *, epoch: int = -1) -> int:
+        """Serve each review's label and weight again (after a checkpoint restore overwrote them).
+
+        Returns:
+            How many labels or weights changed; each change is audited.
+        """
+        count = 0
+        for r in reviews:
+            reason = f"review: {r.decision} (re-applied)"
+            count += self.set_labels([r.index], [r.label], epoch=epoch, reason=reason)
+            count += self.set_weights([r.index], 0.0 if r.decision == "exclude" else 1.0,
+                                      epoch=epoch, reason=reason)
+            self._reviews[r.index] = r
+        return count
+
     def write_audit_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the audit trail as CSV (index, field, old, new, epoch, reason), atomically."""
         with atomic_write(path) as fh:
@@ -213,6 +283,7 @@ class RelabeledDataset(Dataset):
             "labels": self._labels.numpy().copy(),
             "weights": self._weights.numpy().copy(),
             "audit_log": [asdict(c) for c in self._log],
+            "reviews": [asdict(r) for r in self._reviews.values()],
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -222,8 +293,11 @@ class RelabeledDataset(Dataset):
             self._labels.copy_(torch.from_numpy(labels))
         if "weights" in state:
             self._weights.copy_(torch.as_tensor(np.asarray(state["weights"], dtype=np.float32)))
+            self._reduced_weights = int((self._weights < 1).sum())
         if "audit_log" in state:
             self._log = [Change(**entry) for entry in state["audit_log"]]
+        if "reviews" in state:
+            self._reviews = {int(r["index"]): Review(**r) for r in state["reviews"]}
 
     def own_memory(self) -> None:
         """Move the current labels and weights to shared memory of this process's own.

@@ -29,6 +29,7 @@ from fld_train.dataset import RelabeledDataset
 from fld_train.metrics import DetectionMetrics
 from fld_train.noise import inject_noise
 from fld_train.report import LabelReport
+from fld_train.tensorboard import TensorBoardOptions
 
 
 class MLPClassifier(pl.LightningModule):
@@ -74,6 +75,7 @@ class DemoResult:
     test_accuracy_clean: float
     report: LabelReport
     report_csv: Path
+    review_queue: Path
     tensorboard_dir: Path
     seconds: float
 
@@ -141,7 +143,8 @@ def run_demo(
             plain, _ = _fit(x_tr, noisy, epochs=epochs, seed=seed, callbacks=[])
             clean, _ = _fit(x_tr, y_tr, epochs=epochs, seed=seed, callbacks=[])
             fld = FakeLabelDiscovery(num_classes, check_every_n_epochs=check_every_n_epochs,
-                                     action="relabel")
+                                     action="relabel", noise_mask=mask,
+                                     tensorboard=TensorBoardOptions(image_shape=(8, 8)))
             logger = TensorBoardLogger(save_dir=str(out), name="tensorboard", default_hp_metric=False)
             model, train_set = _fit(x_tr, noisy, epochs=epochs, seed=seed, callbacks=[fld], logger=logger)
     finally:
@@ -151,6 +154,7 @@ def run_demo(
     csv_path = out / "label_report.csv"
     report.to_csv(csv_path)
     train_set.write_audit_csv(out / "audit_log.csv")
+    queue_csv, _ = report.review_queue(out / "review")
     relabeled = train_set.relabeled_indices
     return DemoResult(
         detection=report.detection(mask),
@@ -161,6 +165,7 @@ def run_demo(
         test_accuracy_clean=accuracy(clean, x_te, y_te),
         report=report,
         report_csv=csv_path,
+        review_queue=queue_csv,
         tensorboard_dir=Path(logger.log_dir),
         seconds=time.perf_counter() - start,
     )
@@ -180,7 +185,8 @@ def format_result(result: DemoResult, noise_rate: float) -> str:
         f"test acc.    plain training {result.test_accuracy_plain:.3f} | with fld-train "
         f"{result.test_accuracy_fld:.3f} | clean labels {result.test_accuracy_clean:.3f}",
         "",
-        f"report CSV   {result.report_csv}",
+        f"report CSV   {result.report_csv}  (summary: fld-train report {result.report_csv})",
+        f"review queue {result.review_queue}",
         f"TensorBoard  {result.tensorboard_dir}",
         f"             open with: tensorboard --logdir {result.tensorboard_dir.parent}",
         f"({result.seconds:.1f} s)",

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import csv
 import os
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from fld_train._io import atomic_write
 from fld_train.metrics import DetectionMetrics, correction_accuracy, detection_metrics
+from fld_train.review import Review, human_agreement, queue_order, write_queue
 from fld_train.scoring import DECISION_NAMES, Evaluation
 
 #: Signals shown in the ``reason`` column, with their labels.
@@ -24,15 +28,19 @@ class LabelReport:
     ``"relabel"`` run's report is comparable with a ``"flag"`` run's and with a known noise mask.
 
     Attributes:
-        given_labels: ``(N,)`` int64 original labels.
+        given_labels: ``(N,)`` int64 original labels (-1 for a sample never seen whose label was
+            not declared: possible only without a ``RelabeledDataset``).
         current_labels: ``(N,)`` int64 labels training uses now.
         suggested_labels: ``(N,)`` int64 most likely true label.
         scores: ``(N,)`` float64 in ``[0, 1]``; higher = the given label is more likely wrong.
         flagged: ``(N,)`` bool, the given label is judged wrong.
-        decisions: ``(N,)`` str, one of ``keep``, ``relabel``, ``downweight``, ``review``, ``unseen``.
+        decisions: ``(N,)`` str, one of ``keep``, ``relabel``, ``downweight``, ``review``, ``unseen``,
+            ``reviewed`` (a human decided; automatic checks leave it alone).
         weights: ``(N,)`` float32 training weights.
         signals: name -> ``(N,)`` array of each signal behind the score.
         epoch: epoch of the check (-1 if none).
+        reviews: the reviewer decisions applied so far.
+        num_classes: number of classes C (0: one more than the largest label seen).
     """
 
     given_labels: np.ndarray
@@ -44,10 +52,13 @@ class LabelReport:
     weights: np.ndarray
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     epoch: int = -1
+    reviews: tuple[Review, ...] = ()
+    num_classes: int = 0
 
     @classmethod
     def from_evaluation(
-        cls, evaluation: Evaluation, given_labels: np.ndarray, current_labels: np.ndarray, epoch: int
+        cls, evaluation: Evaluation, given_labels: np.ndarray, current_labels: np.ndarray, epoch: int,
+        *, reviews: Sequence[Review] = (), num_classes: int = 0,
     ) -> LabelReport:
         """Build a report from a check's :class:`~fld_train.scoring.Evaluation`."""
         return cls(
@@ -60,10 +71,48 @@ class LabelReport:
             weights=evaluation.weights.copy(),
             signals={k: np.asarray(v).copy() for k, v in evaluation.signals.items()},
             epoch=int(epoch),
+            reviews=tuple(reviews),
+            num_classes=int(num_classes),
+        )
+
+    @classmethod
+    def from_csv(cls, path: str | os.PathLike[str]) -> LabelReport:
+        """Read a report written by :meth:`to_csv` (reviews and the check's epoch are not in the file)."""
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+        required = ("index", "given_label", "current_label", "suggested_label", "score", "flagged",
+                    "decision", "weight")
+        if not rows:
+            raise ValueError(f"{path} holds no rows; is it a label report written by to_csv?")
+        missing = [c for c in required if c not in rows[0]]
+        if missing:
+            raise ValueError(f"{path} is not a label report: missing column(s) {', '.join(missing)}.")
+        signal_names = [c for c in rows[0] if c not in (*required, "reason")]
+
+        def col(name: str, dtype: Any) -> np.ndarray:
+            return np.array([r[name] for r in rows]).astype(dtype)
+
+        order = np.argsort(col("index", np.int64))
+        return cls(
+            given_labels=col("given_label", np.int64)[order],
+            current_labels=col("current_label", np.int64)[order],
+            suggested_labels=col("suggested_label", np.int64)[order],
+            scores=col("score", np.float64)[order],
+            flagged=col("flagged", np.int64)[order].astype(bool),
+            decisions=np.array([r["decision"] for r in rows], dtype=object)[order],
+            weights=col("weight", np.float32)[order],
+            signals={name: col(name, np.float64)[order] for name in signal_names},
         )
 
     def __len__(self) -> int:
         return int(self.given_labels.size)
+
+    @property
+    def classes(self) -> int:
+        """Number of classes C."""
+        if self.num_classes:
+            return self.num_classes
+        return int(max(self.given_labels.max(initial=-1), self.suggested_labels.max(initial=-1)) + 1)
 
     # ------------------------------------------------------------------ views
     def reasons(self) -> list[str]:
@@ -85,6 +134,98 @@ class LabelReport:
         for key in ("flagged", "relabel", "downweight", "review"):
             out[f"{key}_fraction"] = out[key] / n
         return out
+
+    def per_class(self) -> dict[str, np.ndarray]:
+        """Per given class: ``samples``, ``flagged``, ``relabeled``, ``downweighted`` counts and
+        ``mean_score``, each a ``(C,)`` array."""
+        c = self.classes
+        g = self.given_labels
+        known = g >= 0  # -1: a sample never seen whose label was not declared
+
+        def count(mask: np.ndarray) -> np.ndarray:
+            return np.bincount(g[mask & known], minlength=c)
+
+        samples = count(known)
+        return {
+            "samples": samples,
+            "flagged": count(self.flagged),
+            "relabeled": count(self.current_labels != g),
+            "downweighted": count(self.weights < 1),
+            "mean_score": np.divide(np.bincount(g[known], weights=self.scores[known], minlength=c),
+                                    samples, out=np.zeros(c), where=samples > 0),
+        }
+
+    def label_transitions(self) -> np.ndarray:
+        """``(C, C)`` counts of flagged samples by given label (rows) and suggested label (columns):
+        the estimated label-transition matrix, off its diagonal."""
+        c = self.classes
+        f = self.flagged
+        return np.bincount(self.given_labels[f] * c + self.suggested_labels[f],
+                           minlength=c * c).reshape(c, c)
+
+    def human_agreement(self) -> dict[str, Any]:
+        """Share of automatic corrections that reviewers confirmed (see
+        :func:`fld_train.review.human_agreement`)."""
+        return human_agreement(self.reviews, self.given_labels, self.classes)
+
+    def review_queue(
+        self,
+        out_dir: str | os.PathLike[str],
+        *,
+        max_items: int | None = None,
+        paths: Sequence[str] | None = None,
+        images: Callable[[int], np.ndarray] | None = None,
+    ) -> tuple[Path, Path]:
+        """Write the samples a human should look at as ``review_queue.csv`` and ``.jsonl``.
+
+        Flagged samples no automatic decision resolved come first, most likely wrong first; then
+        automatic corrections, least certain first (:func:`fld_train.review.queue_order`). Samples
+        already reviewed are left out. By default the queue holds indices, labels, scores and reasons
+        only; ``paths`` (the dataset's file paths by index) and ``images`` (index -> uint8 image,
+        written as thumbnails) add raw-data references only when passed.
+
+        Returns:
+            The CSV and JSONL paths.
+        """
+        reviewed = np.zeros(len(self), dtype=bool)
+        reviewed[[r.index for r in self.reviews]] = True
+        order = queue_order(self.scores, self.decisions, self.flagged, reviewed)
+        if max_items is not None:
+            order = order[:max_items]
+        reasons = self.reasons()
+        rows = [{
+            "rank": rank, "index": int(i), "given_label": int(self.given_labels[i]),
+            "current_label": int(self.current_labels[i]), "suggested_label": int(self.suggested_labels[i]),
+            "score": round(float(self.scores[i]), 6), "decision": str(self.decisions[i]),
+            "reason": reasons[i], "review_decision": "", "review_label": "",
+        } for rank, i in enumerate(order, start=1)]
+        return write_queue(out_dir, rows, paths=paths, images=images)
+
+    def format_summary(self, *, top: int = 10) -> str:
+        """A terminal summary: counts, a per-class table and the ``top`` flagged samples."""
+        n = max(len(self), 1)
+        counts = {name: int(np.sum(self.decisions == name))
+                  for name in ("relabel", "downweight", "review", "reviewed")}
+        lines = [
+            f"{len(self)} samples, {int(self.flagged.sum())} flagged ({self.flagged.sum() / n:.1%}): "
+            + ", ".join(f"{v} {k}" for k, v in counts.items()),
+            "",
+            f"{'class':>5} {'samples':>8} {'flagged':>8} {'relabeled':>10} {'downweighted':>13} {'mean score':>11}",
+        ]
+        table = self.per_class()
+        for c in range(self.classes):
+            lines.append(f"{c:>5} {table['samples'][c]:>8} {table['flagged'][c]:>8} "
+                         f"{table['relabeled'][c]:>10} {table['downweighted'][c]:>13} "
+                         f"{table['mean_score'][c]:>11.3f}")
+        idx = np.flatnonzero(self.flagged)
+        idx = idx[np.argsort(-self.scores[idx], kind="stable")][:top]
+        lines += ["", f"top {idx.size} flagged", f"{'index':>7}  {'given->suggested':<16} {'score':>6}  "
+                  f"{'decision':<10} reason"]
+        reasons = self.reasons()
+        for i in idx:
+            pair = f"{self.given_labels[i]}->{self.suggested_labels[i]}"
+            lines.append(f"{i:>7}  {pair:<16} {self.scores[i]:>6.3f}  {self.decisions[i]:<10} {reasons[i]}")
+        return "\n".join(lines)
 
     def detection(self, noise_mask: np.ndarray) -> DetectionMetrics:
         """Precision, recall, F1 of ``flagged`` and AUROC of ``scores`` against a known noise mask."""

@@ -24,8 +24,8 @@ from fld_train._validation import check_choice, check_float, check_labels
 ACTIONS = ("flag", "relabel", "downweight")
 
 #: Decision codes, stored as int8 and named in reports.
-KEEP, RELABEL, DOWNWEIGHT, REVIEW, UNSEEN = 0, 1, 2, 3, 4
-DECISION_NAMES = ("keep", "relabel", "downweight", "review", "unseen")
+KEEP, RELABEL, DOWNWEIGHT, REVIEW, UNSEEN, REVIEWED = 0, 1, 2, 3, 4, 5
+DECISION_NAMES = ("keep", "relabel", "downweight", "review", "unseen", "reviewed")
 
 
 @dataclass(frozen=True)

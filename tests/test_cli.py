@@ -44,3 +44,30 @@ def test_bad_arguments_exit_with_a_message(argv, match, capsys):
 def test_console_script_is_installed():
     out = subprocess.run([sys.executable, "-m", "fld_train.cli", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "demo" in out.stdout
+
+
+def test_report_command_prints_counts_per_class_table_and_top_flagged(tmp_path, capsys):
+    import numpy as np
+
+    from fld_train import LabelReport, scoring
+
+    given = np.array([0, 0, 1, 0, 1, 1])
+    model = np.array([[0.9, 0.1], [0.8, 0.2], [0.2, 0.8], [0.1, 0.9], [0.3, 0.7], [0.9, 0.1]])
+    ev = scoring.evaluate(given, model, model, action="relabel")
+    report = LabelReport.from_evaluation(ev, given, np.where(ev.decisions == 1, ev.suggested_labels, given), 3)
+    report.to_csv(tmp_path / "r.csv")
+    assert main(["report", str(tmp_path / "r.csv"), "--top", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "6 samples, 2 flagged (33.3%): 2 relabel" in out
+    assert "class  samples  flagged" in out and "top 2 flagged" in out
+    assert "      3  0->1" in out and "      5  1->0" in out
+    loaded = LabelReport.from_csv(tmp_path / "r.csv")
+    np.testing.assert_array_equal(loaded.flagged, report.flagged)
+    np.testing.assert_allclose(loaded.scores, report.scores, atol=1e-6)
+
+
+def test_report_command_on_a_bad_file(tmp_path, capsys):
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    assert main(["report", str(tmp_path / "x.csv")]) == 2
+    assert "missing column(s) index" in capsys.readouterr().err
+    assert main(["report", str(tmp_path / "nope.csv")]) == 2
