@@ -46,3 +46,19 @@ def test_clustered_noise_flips_whole_neighbourhoods_to_one_class():
 def test_clustered_noise_needs_features():
     with pytest.raises(ValueError, match="needs `features`"):
         inject_noise(np.zeros(5, int), 2, rate=0.2, kind="clustered")
+
+
+def test_instance_noise_flips_toward_the_most_confusable_class():
+    rng = np.random.default_rng(0)
+    labels = np.repeat(np.arange(3), 100)
+    probs = rng.dirichlet(np.ones(3), size=300)
+    noisy, mask = inject_noise(labels, 3, rate=0.3, kind="instance", probs=probs, seed=0)
+    assert mask.sum() == 90
+    other = probs.copy()
+    other[np.arange(300), labels] = -1
+    np.testing.assert_array_equal(noisy[mask], other.argmax(axis=1)[mask])
+    # confusable samples are chosen more often than the rest
+    confusion = other.max(axis=1)
+    assert confusion[mask].mean() > confusion[~mask].mean()
+    with pytest.raises(ValueError, match="needs `probs`"):
+        inject_noise(labels, 3, rate=0.3, kind="instance")

@@ -1,0 +1,36 @@
+"""Smoke runs of the benchmark scripts on tiny data, so they cannot rot."""
+
+import importlib.util
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("noise", ["symmetric:0.2", "instance:0.3", "none:0"])
+def test_detection_benchmark_rows(noise):
+    bench = _load("detection")
+    data = bench.load_digits_data()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=2, hidden=32)
+    rows = bench.run_setting(small, noise, seed=0, clean_acc=0.9)
+    assert set(rows) == {"fld-train", "fld-train relabel", "cleanlab 5-fold", "AUM", "kNN", "conf<0.7",
+                         "k-means vote"}
+    for method, r in rows.items():
+        assert set(r) >= set(bench.COLUMNS)
+        assert 0.0 <= r["flagged_share"] <= 1.0, method
+        if noise != "none:0":
+            assert 0.0 <= r["auroc"] <= 1.0, method
+    assert rows["cleanlab 5-fold"]["time"] > 2.0  # five trainings on 4/5 of the data each, against one
