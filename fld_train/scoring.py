@@ -6,11 +6,19 @@ Two estimates of each sample's true class are combined:
   before they memorise wrong ones, so the early epochs pull this away from a wrong given label);
 * neighbourhood: the label distribution of the sample's k nearest neighbours in embedding space.
 
-Their average ``q`` is a per-sample class posterior. Thresholds come from the data, as in confident
-learning: class ``j``'s threshold ``t_j`` is the mean ``q_ij`` over the samples labelled ``j``. A
-sample is *confidently* in class ``j`` when ``q_ij >= t_j``; it is flagged when the most probable
-class it is confidently in is not its given label. The score is the normalised margin between the
-best other class and the given class, ``(max_{j != y} q_ij - q_iy + 1) / 2`` in ``[0, 1]``.
+Their average ``q`` is a per-sample class posterior. A sample is flagged when another class is more
+probable than its given label under ``q`` (its suggested label is ``argmax q``); no fixed cut-off is
+involved. The score is the normalised margin between the best other class and the given class,
+``(max_{j != y} q_ij - q_iy + 1) / 2`` in ``[0, 1]``, so flagged samples score above 0.5.
+
+Acting on a flag needs more. Thresholds come from the data, as in confident learning: class ``j``'s
+threshold ``t_j`` is the mean ``q_ij`` over the samples labelled ``j``, and a sample is *confidently*
+in class ``j`` when ``q_ij >= t_j``. A flagged sample is relabeled only when it is confidently in its
+suggested class and the model and the neighbours both name that class (see :func:`evaluate`).
+
+(The confident-learning flag rule itself, flagging only samples confidently in another class, was
+measured too conservative here: on digits with 20% symmetric noise it found 86% of the wrong labels
+where the posterior's argmax finds 99% at 95% precision; see docs/benchmarks.md.)
 """
 
 from __future__ import annotations
@@ -132,9 +140,9 @@ def evaluate(
         neighbour_dist: ``(N, C)`` kNN neighbour label distribution.
         seen: ``(N,)`` bool, samples with observations; others get decision ``"unseen"``.
         action: a flagged sample's decision is ``"review"`` (no change) unless ``action`` is
-            ``"relabel"`` and the model and its neighbours agree on the suggested label (then
-            ``"relabel"``), or ``action`` is ``"downweight"`` (then ``"downweight"``, with weight
-            ``1 - score``).
+            ``"relabel"`` and the sample is confidently in its suggested class and the model and
+            its neighbours both name that class (then ``"relabel"``), or ``action`` is
+            ``"downweight"`` (then ``"downweight"``, with weight ``1 - score``).
         model_weight: weight of ``model_probs`` in the posterior (the kNN gets the rest).
         current_labels: ``(N,)`` labels training uses now (default: the given ones); relabels that
             would change one count against the budgets, standing ones do not.
@@ -198,12 +206,11 @@ def _evaluate_impl(
     others[rows, given] = -np.inf
     scores = np.clip((others.max(axis=1) - q_given + 1.0) / 2.0, 0.0, 1.0)
 
+    suggested = posterior.argmax(axis=1)
+    q_suggested = posterior[rows, suggested]
+    flagged = seen & (suggested != given) & (q_suggested > q_given)
     # a sample exactly at its class's mean is confident; the tolerance absorbs summation rounding
-    is_confident = (posterior >= thresholds[None, :] - 1e-9) & (posterior > 0)
-    confident = np.where(is_confident, posterior, -np.inf)
-    has_confident = np.isfinite(confident).any(axis=1)
-    suggested = np.where(has_confident, confident.argmax(axis=1), posterior.argmax(axis=1))
-    flagged = seen & has_confident & (suggested != given)
+    confident = (q_suggested >= thresholds[suggested] - 1e-9) & (q_suggested > 0)
 
     decisions = np.full(n, KEEP, dtype=np.int8)
     decisions[~seen] = UNSEEN
@@ -213,7 +220,7 @@ def _evaluate_impl(
         agree = (model_probs.argmax(axis=1) == suggested) & (neighbour_dist.argmax(axis=1) == suggested)
         model_given = model_probs[rows, given]
         confident_fit = early & (model_given >= per_class_thresholds(model_probs, given, seen)[given] - 1e-9)
-        relabel = flagged & agree & ~confident_fit
+        relabel = flagged & confident & agree & ~confident_fit
         standing = relabel & (suggested == current)
         change = within_budget(relabel & ~standing, scores, given, posterior.shape[1],
                                max_fraction=budget[0], max_class_fraction=budget[1], population=seen)

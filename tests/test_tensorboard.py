@@ -36,7 +36,7 @@ def run(tmp_path_factory):
     x, y, _, _ = load_digits_split(seed=0)
     noisy, mask = inject_noise(y, 10, rate=0.2, seed=0)
     ds = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy)))
-    options = TensorBoardOptions(image_shape=(8, 8), projector_max_points=300, top_k=16)
+    options = TensorBoardOptions(image_shape=(8, 8), projector_max_points=600, top_k=16)
     fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", noise_mask=mask, tensorboard=options)
     logger = TensorBoardLogger(out, name="tb")
     pl.seed_everything(0, verbose=False)
@@ -110,11 +110,11 @@ def test_projector_has_one_metadata_row_per_point_and_thumbnails(run):
     (step_dir,) = [p for p in log_dir.iterdir() if p.is_dir()]
     rows = (step_dir / "fld_embeddings" / "metadata.tsv").read_text().splitlines()
     assert rows[0].split("\t") == ["index", "given", "suggested", "score", "flagged"]
-    assert len(rows) == 1 + 300
+    assert len(rows) == 1 + 600
     points = [int(r.split("\t")[0]) for r in rows[1:]]
-    assert report.flagged.sum() < 300 and set(np.flatnonzero(report.flagged)) <= set(points)  # flagged first
+    assert report.flagged.sum() < 600 and set(np.flatnonzero(report.flagged)) <= set(points)  # flagged first
     tensors = (step_dir / "fld_embeddings" / "tensors.tsv").read_text().splitlines()
-    assert len(tensors) == 300
+    assert len(tensors) == 600
 
 
 def test_tensorboard_false_writes_only_the_counts(tmp_path):
