@@ -50,6 +50,17 @@ def _iter_datasets(obj: Any, depth: int = 0) -> Iterator[Any]:
         yield from _iter_datasets(inner, depth + 1)
 
 
+def _as_tensors(state: dict[str, Any]) -> dict[str, Any]:
+    """numpy arrays -> tensors (checkpoints then load with ``weights_only=True``); the rest as is."""
+    return {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray) else v
+            for k, v in state.items()}
+
+
+def _as_arrays(state: dict[str, Any]) -> dict[str, Any]:
+    """The inverse of :func:`_as_tensors`."""
+    return {k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()}
+
+
 def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
     return tensor.detach().float().cpu().numpy() if tensor.is_floating_point() else tensor.cpu().numpy()
 
@@ -285,13 +296,9 @@ class FakeLabelDiscovery(Callback):
     def state_dict(self) -> dict[str, Any]:
         state: dict[str, Any] = {"last_check_epoch": self._last_check_epoch}
         if self.store is not None:
-            state["store"] = {k: torch.from_numpy(np.ascontiguousarray(v)) if isinstance(v, np.ndarray)
-                              else v for k, v in self.store.state_dict().items()}
+            state["store"] = _as_tensors(self.store.state_dict())
         if self.dataset is not None:
-            ds = self.dataset.state_dict()
-            state["dataset"] = {"labels": torch.from_numpy(ds["labels"]),
-                                "weights": torch.from_numpy(ds["weights"]),
-                                "audit_log": ds["audit_log"], "reviews": ds["reviews"]}
+            state["dataset"] = _as_tensors(self.dataset.state_dict())
         return state
 
     @override
@@ -303,12 +310,10 @@ class FakeLabelDiscovery(Callback):
     def _restore(self, state: dict[str, Any]) -> None:
         self._last_check_epoch = int(state.get("last_check_epoch", -1))
         if "store" in state and self.store is not None:
-            self.store.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v
-                                        for k, v in state["store"].items()})
+            self.store.load_state_dict(_as_arrays(state["store"]))
         if "dataset" in state and self.dataset is not None:
             live = self.dataset.reviews  # reviews applied before resuming outrank the checkpoint
-            self.dataset.load_state_dict({k: v.numpy() if torch.is_tensor(v) else v
-                                          for k, v in state["dataset"].items()})
+            self.dataset.load_state_dict(_as_arrays(state["dataset"]))
             restored = {r.index: r for r in self.dataset.reviews}
             newer = [r for r in live if restored.get(r.index) != r]
             if newer:

@@ -236,22 +236,13 @@ class RelabeledDataset(Dataset):
         decisions = read_review_file(path, num_samples=len(self), num_classes=self.num_classes)
         original = self._original.numpy()
         prior = self._labels.numpy().copy()
-        for decision in ("keep", "relabel", "exclude"):
-            rows = [(i, lab) for i, d, lab in decisions if d == decision]
-            if not rows:
-                continue
-            idx = np.array([i for i, _ in rows], dtype=np.int64)
-            reason = f"review: {decision}"
-            if decision == "relabel":
-                self.set_labels(idx, np.array([lab for _, lab in rows]), epoch=epoch, reason=reason)
-            else:
-                self.set_labels(idx, original[idx], epoch=epoch, reason=reason)
-            self.set_weights(idx, 0.0 if decision == "exclude" else 1.0, epoch=epoch, reason=reason)
-        current = self._labels.numpy()
-        for i, d, _ in decisions:
-            self._reviews[i] = Review(i, d, int(current[i]), int(prior[i]), int(epoch))
+        idx = np.array([i for i, _, _ in decisions], dtype=np.int64)
+        labels = np.array([lab if d == "relabel" else original[i] for i, d, lab in decisions], dtype=np.int64)
+        self._serve_reviews(idx, labels, [d for _, d, _ in decisions], epoch=epoch, reason_suffix="")
+        for (i, d, _), label in zip(decisions, labels.tolist()):
+            self._reviews[i] = Review(i, d, label, int(prior[i]), int(epoch))
             # the decision itself is audited too, even when it confirms what was served
-            self._log.append(Change(i, "review", int(prior[i]), int(current[i]), int(epoch), f"review: {d}"))
+            self._log.append(Change(i, "review", int(prior[i]), label, int(epoch), f"review: {d}"))
         return len(decisions)
 
     def reapply_reviews(self, reviews: list[Review], *, epoch: int = -1) -> int:
@@ -260,14 +251,22 @@ class RelabeledDataset(Dataset):
         Returns:
             How many labels or weights changed; each change is audited.
         """
-        count = 0
         for r in reviews:
-            reason = f"review: {r.decision} (re-applied)"
-            count += self.set_labels([r.index], [r.label], epoch=epoch, reason=reason)
-            count += self.set_weights([r.index], 0.0 if r.decision == "exclude" else 1.0,
-                                      epoch=epoch, reason=reason)
             self._reviews[r.index] = r
-        return count
+        return self._serve_reviews(np.array([r.index for r in reviews], dtype=np.int64),
+                                   np.array([r.label for r in reviews], dtype=np.int64),
+                                   [r.decision for r in reviews], epoch=epoch,
+                                   reason_suffix=" (re-applied)")
+
+    def _serve_reviews(self, idx: np.ndarray, labels: np.ndarray, decisions: list[str], *,
+                       epoch: int, reason_suffix: str) -> int:
+        """Serve ``labels`` with weight 1 (0 for ``exclude``), audited as ``review: <decision>``."""
+        if idx.size == 0:
+            return 0
+        reasons = [f"review: {d}{reason_suffix}" for d in decisions]
+        weights = np.array([0.0 if d == "exclude" else 1.0 for d in decisions], dtype=np.float32)
+        changed = self.set_labels(idx, labels, epoch=epoch, reason=reasons)
+        return changed + self.set_weights(idx, weights, epoch=epoch, reason=reasons)
 
     def write_audit_csv(self, path: str | os.PathLike[str]) -> None:
         """Write the audit trail as CSV (index, field, old, new, epoch, reason), atomically."""

@@ -135,6 +135,11 @@ class LabelReport:
             out[f"{key}_fraction"] = out[key] / n
         return out
 
+    def top_flagged(self, k: int) -> np.ndarray:
+        """Indices of the ``k`` highest-scored flagged samples, highest first."""
+        idx = np.flatnonzero(self.flagged)
+        return idx[np.argsort(-self.scores[idx], kind="stable")][:k]
+
     def per_class(self) -> dict[str, np.ndarray]:
         """Per given class: ``samples``, ``flagged``, ``relabeled``, ``downweighted`` counts and
         ``mean_score``, each a ``(C,)`` array."""
@@ -217,8 +222,7 @@ class LabelReport:
             lines.append(f"{c:>5} {table['samples'][c]:>8} {table['flagged'][c]:>8} "
                          f"{table['relabeled'][c]:>10} {table['downweighted'][c]:>13} "
                          f"{table['mean_score'][c]:>11.3f}")
-        idx = np.flatnonzero(self.flagged)
-        idx = idx[np.argsort(-self.scores[idx], kind="stable")][:top]
+        idx = self.top_flagged(top)
         lines += ["", f"top {idx.size} flagged", f"{'index':>7}  {'given->suggested':<16} {'score':>6}  "
                   f"{'decision':<10} reason"]
         reasons = self.reasons()

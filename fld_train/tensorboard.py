@@ -98,17 +98,11 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
     return out
 
 
-def top_flagged(report: LabelReport, k: int) -> np.ndarray:
-    """Indices of the ``k`` highest-scored flagged samples."""
-    idx = np.flatnonzero(report.flagged)
-    return idx[np.argsort(-report.scores[idx], kind="stable")][:k]
-
-
 def top_flagged_markdown(report: LabelReport, k: int) -> str:
     """A markdown table of the top flagged samples with their reasons."""
     reasons = report.reasons()
     lines = ["| index | given | suggested | score | decision | reason |", "|---|---|---|---|---|---|"]
-    for i in top_flagged(report, k):
+    for i in report.top_flagged(k):
         lines.append(f"| {i} | {report.given_labels[i]} | {report.suggested_labels[i]} | "
                      f"{report.scores[i]:.3f} | {report.decisions[i]} | {reasons[i]} |")
     if len(lines) == 2:
@@ -118,7 +112,7 @@ def top_flagged_markdown(report: LabelReport, k: int) -> str:
 
 def projector_points(report: LabelReport, limit: int, seen: np.ndarray) -> np.ndarray:
     """Up to ``limit`` seen samples: the top flagged first, then a fixed random sample of the rest."""
-    flagged = top_flagged(report, limit)
+    flagged = report.top_flagged(limit)
     rest = np.setdiff1d(np.flatnonzero(seen), flagged)
     rng = np.random.default_rng(0)
     extra = rng.choice(rest, size=min(rest.size, limit - flagged.size), replace=False) if rest.size else rest
@@ -218,7 +212,7 @@ def _log_images(writer: Any, report: LabelReport, step: int, options: TensorBoar
                          _render.scatter(spread[seen], mean[seen], report.flagged[seen],
                                          xlabel="variability", ylabel="mean confidence (red: flagged)"),
                          step, dataformats="HWC")
-    top = top_flagged(report, options.top_k)
+    top = report.top_flagged(options.top_k)
     if fetch_inputs is None or top.size == 0:
         return
     images = [_render.as_image(x, options.image_shape) for x in fetch_inputs(top.tolist())]
