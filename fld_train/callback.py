@@ -1,9 +1,11 @@
 """``FakeLabelDiscovery``: the Lightning callback that finds and fixes wrong labels during ``fit``.
 
-Lightning glue only: it arms a forward hook on the classifier head for every training batch, sends
-``(index, label, logits, embedding)`` to the per-sample store (gathered across ranks), runs the kNN
-check and scoring every ``check_every_n_epochs`` on rank 0, broadcasts the decisions, applies them to
-the ``RelabeledDataset`` on every rank and logs the counts.
+Lightning glue only: it arms a forward hook on the classifier head for every training batch,
+summarises ``(index, label, logits, embedding)`` on the model's device and, every
+``FLUSH_EVERY_N_BATCHES`` batches and at the end of each epoch, gathers the summaries across ranks and
+moves them to the per-sample store in one transfer (no host synchronisation per batch). It runs the
+kNN check and scoring every ``check_every_n_epochs`` on rank 0, broadcasts the decisions, applies them
+to the ``RelabeledDataset`` on every rank and logs the counts.
 """
 
 from __future__ import annotations
@@ -23,11 +25,12 @@ from typing_extensions import override
 
 from fld_train import knn, scoring
 from fld_train._validation import check_choice, check_float, check_int, check_labels
-from fld_train.capture import HeadCapture, find_head
+from fld_train.capture import HeadCapture, find_head, summarise
 from fld_train.dataset import RelabeledDataset
 from fld_train.distributed import gather_rows
 from fld_train.report import LabelReport
-from fld_train.store import SampleStore
+from fld_train.sparse import SparseProbs
+from fld_train.store import Observations, SampleStore
 from fld_train.tensorboard import TensorBoardOptions, log_check, log_projector
 
 
@@ -59,10 +62,6 @@ def _as_tensors(state: dict[str, Any]) -> dict[str, Any]:
 def _as_arrays(state: dict[str, Any]) -> dict[str, Any]:
     """The inverse of :func:`_as_tensors`."""
     return {k: v.numpy() if torch.is_tensor(v) else v for k, v in state.items()}
-
-
-def _to_numpy(tensor: torch.Tensor) -> np.ndarray:
-    return tensor.detach().float().cpu().numpy() if tensor.is_floating_point() else tensor.cpu().numpy()
 
 
 class FakeLabelDiscovery(Callback):
@@ -97,6 +96,12 @@ class FakeLabelDiscovery(Callback):
             recall, F1, AUROC and a PR curve to TensorBoard.
         tensorboard: what each check writes to TensorBoard besides the counts;
             ``False`` writes the counts only.
+        knn_index: ``"auto"``, ``"exact"`` or ``"ivf"`` (see :func:`fld_train.knn.search`).
+        top_classes: classes per sample whose mean probability the store keeps (exact when
+            ``num_classes <= top_classes``); the store holds no ``N x num_classes`` array.
+        embedding_dim: project wider embeddings to this many dimensions before storing them
+            (e.g. 128 for ImageNet-sized data); ``None`` keeps them.
+        store_dir: keep the store's large arrays in memory-mapped files in this folder.
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -117,6 +122,10 @@ class FakeLabelDiscovery(Callback):
         report_dir: str | os.PathLike[str] | None = None,
         noise_mask: np.ndarray | None = None,
         tensorboard: bool | TensorBoardOptions = True,
+        knn_index: str = "auto",
+        top_classes: int = 10,
+        embedding_dim: int | None = None,
+        store_dir: str | os.PathLike[str] | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -150,6 +159,12 @@ class FakeLabelDiscovery(Callback):
         if not isinstance(tensorboard, (bool, TensorBoardOptions)):
             raise TypeError(f"`tensorboard` must be True, False or a TensorBoardOptions, got {tensorboard!r}.")
         self.tensorboard = TensorBoardOptions() if tensorboard is True else (tensorboard or None)
+        self.knn_index = check_choice("knn_index", knn_index, knn.INDEX_KINDS,
+                                      hint="'auto' is exact for small datasets and IVF for large ones.")
+        self.top_classes = check_int("top_classes", top_classes, minimum=1)
+        self.embedding_dim = None if embedding_dim is None else check_int(
+            "embedding_dim", embedding_dim, minimum=1, hint="Use None to store embeddings as they are.")
+        self.store_dir = None if store_dir is None else Path(store_dir)
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -160,6 +175,15 @@ class FakeLabelDiscovery(Callback):
         self._last_check_epoch = -1
         self._pending_state: dict[str, Any] | None = None
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (labels, indices) in flight
+        self._pending: list[dict[str, torch.Tensor]] = []  # batch summaries not yet in the store
+        self._pending_epoch = -1
+        self._given_on_device: torch.Tensor | None = None
+        self._weights_on_device: torch.Tensor | None = None
+        self._projection: torch.Tensor | None = None
+        self._strategy: Any = None
+
+    #: Batch summaries wait on the device for at most this many batches before moving to the store.
+    FLUSH_EVERY_N_BATCHES = 64
 
     @property
     @override
@@ -185,7 +209,10 @@ class FakeLabelDiscovery(Callback):
             raise ValueError(
                 f"`noise_mask` has {self.noise_mask.size} entries but the training dataset has {n} samples."
             )
-        self.store = SampleStore(n, self.num_classes)
+        self.store = SampleStore(n, self.num_classes, top_k=self.top_classes,
+                                 embedding_dim=self.embedding_dim, memmap_dir=self.store_dir)
+        self._strategy = trainer.strategy
+        self._pending, self._given_on_device, self._projection, self._weights_on_device = [], None, None, None
         if self.dataset is not None:
             labels = check_labels("the RelabeledDataset's labels", self.dataset.original_labels,
                                   num_classes=self.num_classes)
@@ -196,6 +223,8 @@ class FakeLabelDiscovery(Callback):
 
     @override
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._active(trainer):
+            self._flush()
         if self._active(trainer) and self.store is not None and self.store.seen.any():
             epoch = int(self.store.last_epoch.max())  # last epoch observed, not yet checked?
             if epoch > self._last_check_epoch:
@@ -220,8 +249,13 @@ class FakeLabelDiscovery(Callback):
         indices = self._batch[1]
         weights = None
         if self.dataset is not None and self.dataset.has_reduced_weights:  # down-weighted or excluded
-            w = self.dataset.weights_of(indices)
-            weights = w if bool((w < 1).any()) else None
+            if indices.device.type == "cpu":
+                w = self.dataset.weights_of(indices)
+                weights = w if bool((w < 1).any()) else None
+            else:  # a device copy, refreshed after each check: no host round trip per batch
+                if self._weights_on_device is None or self._weights_on_device.device != indices.device:
+                    self._weights_on_device = torch.from_numpy(self.dataset.weights).to(indices.device)
+                weights = self._weights_on_device[indices]
         self._capture.arm(indices.shape[0], weights)
 
     @override
@@ -245,34 +279,31 @@ class FakeLabelDiscovery(Callback):
                 f"{self.num_classes}. Set `num_classes` to the model's number of outputs, or name the "
                 "classifier layer with `head=`."
             )
-        if indices.unique().numel() != indices.numel():
-            self._warn_once(
-                "duplicates",
-                "FakeLabelDiscovery: a training batch holds the same sample index more than once (a "
-                "sampler with replacement?). Each sample is counted once per epoch.",
-            )
-        rows = gather_rows(trainer.strategy, {
-            "indices": indices.to(captured.logits.device).long(),
-            "labels": labels.to(captured.logits.device).long(),
-            "logits": captured.logits.float(),
-            "embeddings": captured.embeddings.float(),
-        })
-        skipped = self.store.nonfinite_rows
-        self.store.update(
-            _to_numpy(rows["indices"]), _to_numpy(rows["labels"]), _to_numpy(rows["logits"]),
-            _to_numpy(rows["embeddings"]), trainer.current_epoch,
-        )
-        if self.store.nonfinite_rows > skipped:
-            self._warn_once(
-                "nonfinite",
-                "FakeLabelDiscovery: skipped samples whose logits or embeddings hold NaN or inf; they "
-                "are not recorded (count so far in `fld.store.nonfinite_rows`). Is training diverging?",
-            )
+        device = captured.logits.device
+        indices = indices.to(device)
+        labels = labels.to(device)
+        given = labels  # without a RelabeledDataset labels never change: the batch's are the given ones
+        if self.dataset is not None:
+            if self._given_on_device is None or self._given_on_device.device != device:
+                self._given_on_device = torch.from_numpy(self.dataset.original_labels).to(device)
+            given = self._given_on_device[indices]
+        if self._projection is None:
+            self._projection = self._projection_for(captured.embeddings.shape[1], device)
+        if self._pending_epoch != trainer.current_epoch:
+            self._flush()
+            self._pending_epoch = trainer.current_epoch
+        self._pending.append(summarise(
+            indices, labels, given, captured.logits, captured.embeddings, top_k=self.store.top_k,
+            projection=None if self._projection.numel() == 0 else self._projection,
+        ))
+        if len(self._pending) >= self.FLUSH_EVERY_N_BATCHES:
+            self._flush()
 
     @override
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if not self._active(trainer):
             return
+        self._flush()
         epoch = trainer.current_epoch
         if (epoch + 1) % self.check_every_n_epochs == 0 and epoch > self._last_check_epoch:
             self._check(trainer, epoch)
@@ -294,6 +325,7 @@ class FakeLabelDiscovery(Callback):
     # ------------------------------------------------------------------ checkpoint state
     @override
     def state_dict(self) -> dict[str, Any]:
+        self._flush()  # a mid-epoch checkpoint holds every batch seen so far (all ranks save together)
         state: dict[str, Any] = {"last_check_epoch": self._last_check_epoch}
         if self.store is not None:
             state["store"] = _as_tensors(self.store.state_dict())
@@ -347,8 +379,9 @@ class FakeLabelDiscovery(Callback):
                 )
         if labels.shape != indices.shape:
             raise ValueError(f"batch `y` has {labels.shape[0]} labels but `idx` has {indices.shape[0]} indices.")
+        # on an accelerator this would stall the device every batch; the store checks at the next flush
         bad = (labels < 0) | (labels >= self.num_classes)
-        if bool(bad.any()):
+        if labels.device.type == "cpu" and bool(bad.any()):
             first = int(torch.nonzero(bad)[0, 0])
             raise ValueError(
                 f"batch label {int(labels[first])} (sample index {int(indices[first])}) is outside "
@@ -384,6 +417,46 @@ class FakeLabelDiscovery(Callback):
         ds = self.dataset
         return None if ds is None else (lambda idx: [ds.base[i][0] for i in idx])
 
+    def _projection_for(self, in_dim: int, device: torch.device) -> torch.Tensor:
+        assert self.store is not None
+        if self.embedding_dim is None and self.store.num_samples * in_dim * 2 > 1e9:
+            self._warn_once(
+                "embedding_size",
+                f"FakeLabelDiscovery: storing {self.store.num_samples} embeddings of {in_dim} dimensions "
+                f"takes {self.store.num_samples * in_dim * 2 / 1e9:.1f} GB; pass `embedding_dim=128` to "
+                "project them (kNN on random projections keeps most neighbours).",
+            )
+        matrix = self.store.projection_for(in_dim)
+        return torch.empty(0, device=device) if matrix is None else torch.from_numpy(matrix).to(device)
+
+    def _flush(self) -> None:
+        """Move the batch summaries waiting on the device into the store: one gather, one transfer.
+
+        Every rank calls it at the same points (a fixed batch count, the end of an epoch or of
+        training, a checkpoint), so the gather is collective.
+        """
+        if not self._pending or self.store is None:
+            return
+        batches, self._pending = self._pending, []
+        duplicate = torch.stack([b.pop("duplicate") for b in batches]).any()
+        local = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
+        rows = gather_rows(self._strategy, local) if self._strategy is not None else local
+        host = {key: value.cpu().numpy() for key, value in rows.items()}
+        if bool(duplicate):
+            self._warn_once(
+                "duplicates",
+                "FakeLabelDiscovery: a training batch holds the same sample index more than once (a "
+                "sampler with replacement?). Each sample is counted once per epoch.",
+            )
+        skipped = self.store.nonfinite_rows
+        self.store.record(Observations(**host), self._pending_epoch)
+        if self.store.nonfinite_rows > skipped:
+            self._warn_once(
+                "nonfinite",
+                "FakeLabelDiscovery: skipped samples whose logits or embeddings hold NaN or inf; they "
+                "are not recorded (count so far in `fld.store.nonfinite_rows`). Is training diverging?",
+            )
+
     def _check(self, trainer: pl.Trainer, epoch: int, *, final: bool = False) -> None:
         assert self.store is not None  # set in on_train_start
         payload = None
@@ -392,6 +465,7 @@ class FakeLabelDiscovery(Callback):
         payload = trainer.strategy.broadcast(payload, src=0)
         evaluation: scoring.Evaluation = payload
         self._apply(evaluation, epoch)
+        self._weights_on_device = None
         ds = self.dataset
         current = ds.current_labels if ds is not None else self.store.given_labels
         self._report = LabelReport.from_evaluation(
@@ -418,17 +492,19 @@ class FakeLabelDiscovery(Callback):
         n = store.num_samples
         given = np.where(store.given_labels >= 0, store.given_labels, 0)  # unseen: placeholder 0
         vote_labels = self.dataset.current_labels if self.dataset is not None else given
-        neighbour_dist = np.zeros((n, self.num_classes))
+        k = min(self.k, max(n - 1, 1))
+        votes = SparseProbs(np.full((n, k), -1, dtype=np.int64), np.zeros((n, k)))
         rows = np.flatnonzero(seen)
         if rows.size > 1:
-            neighbours = knn.search(store.embeddings[rows], k=min(self.k, rows.size - 1),
-                                    use_gpu=self.use_gpu_index)
-            neighbour_dist[rows] = knn.neighbour_label_distribution(
-                neighbours, vote_labels[rows], self.num_classes
-            )
+            emb = store.embeddings if rows.size == n else store.embeddings[rows]
+            neighbours = knn.search(emb, k=min(self.k, rows.size - 1), use_gpu=self.use_gpu_index,
+                                    index=self.knn_index)
+            found = knn.neighbour_labels(neighbours, vote_labels[rows], self.num_classes)
+            votes.classes[rows, : found.classes.shape[1]] = found.classes
+            votes.values[rows, : found.values.shape[1]] = found.values
         learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
         evaluation = scoring.evaluate(
-            given, store.mean_class_probs(), neighbour_dist, seen=seen, action=self.action,
+            given, store.model_probs(), votes, num_classes=self.num_classes, seen=seen, action=self.action,
             current_labels=vote_labels, learned_at_first_sight=learned_at_first_sight,
             max_change_fraction=self.max_relabel_fraction,
             max_class_change_fraction=self.max_relabel_class_fraction,

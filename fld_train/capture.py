@@ -109,3 +109,48 @@ class HeadCapture:
             w = weights.to(device=output.device, dtype=output.dtype).unsqueeze(1)
             output.register_hook(lambda grad: grad * w)
         return None
+
+
+def summarise(
+    indices: torch.Tensor,
+    labels: torch.Tensor,
+    given: torch.Tensor,
+    logits: torch.Tensor,
+    embeddings: torch.Tensor,
+    *,
+    top_k: int,
+    projection: torch.Tensor | None = None,
+) -> dict[str, torch.Tensor]:
+    """Summarise one batch on the model's device, without synchronising with the host.
+
+    The torch twin of :func:`fld_train.store.summarise_logits`: what the store keeps of ``(B, C)``
+    logits (given-label probability, AUM margin, correctness, the ``top_k`` classes) and the
+    embedding, projected and L2-normalised to float16. ``finite`` marks rows whose logits and
+    embedding held no NaN or inf; ``duplicate`` is a 0-d bool, some index repeats in the batch.
+    """
+    logits = logits.float()
+    emb = embeddings.float()
+    if projection is not None:
+        emb = emb @ projection
+    finite = torch.isfinite(logits).all(dim=1) & torch.isfinite(emb).all(dim=1)
+    logit = torch.where(finite[:, None], logits, torch.zeros_like(logits))
+    prob = logit.softmax(dim=1)
+    rows = torch.arange(logit.shape[0], device=logit.device)
+    given = given.to(logit.device)
+    other = logit.index_put((rows, given), torch.tensor(float("-inf"), device=logit.device))
+    top_probs, top_classes = prob.topk(min(top_k, prob.shape[1]), dim=1)
+    emb = torch.where(finite[:, None], emb, torch.zeros_like(emb))
+    emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    ordered = indices.sort().values
+    return {
+        "indices": indices.long(),
+        "labels": labels.long(),
+        "given_prob": prob[rows, given],
+        "margin": logit[rows, given] - other.max(dim=1).values,
+        "correct": prob.argmax(dim=1) == given,
+        "top_classes": top_classes,
+        "top_probs": top_probs,
+        "embeddings": emb.half(),
+        "finite": finite,
+        "duplicate": (ordered[1:] == ordered[:-1]).any(),
+    }

@@ -27,7 +27,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from fld_train._validation import check_choice, check_float, check_labels
+from fld_train._validation import check_choice, check_float, check_int, check_labels
+from fld_train.sparse import Segments, SparseProbs
 
 ACTIONS = ("flag", "relabel", "downweight")
 
@@ -59,22 +60,24 @@ class Evaluation:
     signals: dict[str, np.ndarray] = field(default_factory=dict)
 
 
-def per_class_thresholds(posterior: np.ndarray, given: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def per_class_thresholds(
+    given_values: np.ndarray, given: np.ndarray, mask: np.ndarray, num_classes: int
+) -> np.ndarray:
     """Confident-learning thresholds: mean posterior of class ``j`` over samples labelled ``j``.
 
     Args:
-        posterior: ``(N, C)`` class probabilities.
+        given_values: ``(N,)`` each sample's posterior of its given class.
         given: ``(N,)`` given labels.
         mask: ``(N,)`` bool, samples to use.
+        num_classes: number of classes C.
 
     Returns:
         ``(C,)`` thresholds; ``inf`` for a class with no labelled sample (never confident).
     """
-    n_classes = posterior.shape[1]
     g = given[mask]
-    counts = np.bincount(g, minlength=n_classes).astype(np.float64)
-    sums = np.bincount(g, weights=posterior[mask, g], minlength=n_classes)
-    return np.divide(sums, counts, out=np.full(n_classes, np.inf), where=counts > 0)
+    counts = np.bincount(g, minlength=num_classes).astype(np.float64)
+    sums = np.bincount(g, weights=given_values[mask], minlength=num_classes)
+    return np.divide(sums, counts, out=np.full(num_classes, np.inf), where=counts > 0)
 
 
 def within_budget(
@@ -120,9 +123,10 @@ def within_budget(
 
 def evaluate(
     given_labels: np.ndarray,
-    model_probs: np.ndarray,
-    neighbour_dist: np.ndarray,
+    model_probs: np.ndarray | SparseProbs,
+    neighbour_dist: np.ndarray | SparseProbs,
     *,
+    num_classes: int | None = None,
     seen: np.ndarray | None = None,
     action: str = "flag",
     model_weight: float = 0.5,
@@ -136,8 +140,11 @@ def evaluate(
 
     Args:
         given_labels: ``(N,)`` the labels being judged (the original ones).
-        model_probs: ``(N, C)`` mean softmax over epochs (training dynamics).
-        neighbour_dist: ``(N, C)`` kNN neighbour label distribution.
+        model_probs: ``(N, C)`` mean softmax over epochs (training dynamics), or its largest
+            entries as :class:`~fld_train.sparse.SparseProbs` (what the store keeps).
+        neighbour_dist: ``(N, C)`` kNN neighbour label distribution, or as
+            :class:`~fld_train.sparse.SparseProbs` (see :func:`fld_train.knn.neighbour_labels`).
+        num_classes: C; needed only when both inputs are sparse.
         seen: ``(N,)`` bool, samples with observations; others get decision ``"unseen"``.
         action: a flagged sample's decision is ``"review"`` (no change) unless ``action`` is
             ``"relabel"`` and the sample is confidently in its suggested class and the model and
@@ -159,10 +166,16 @@ def evaluate(
     """
     action = check_choice("action", action, ACTIONS)
     model_weight = check_float("model_weight", model_weight, low=0.0, high=1.0)
-    n, c = np.shape(model_probs)
-    given = check_labels("given_labels", given_labels, num_classes=c, length=n)
-    if np.shape(neighbour_dist) != (n, c):
-        raise ValueError(f"`neighbour_dist` must have shape {(n, c)}, got {np.shape(neighbour_dist)}.")
+    dense_c = [np.shape(a)[1] for a in (model_probs, neighbour_dist) if not isinstance(a, SparseProbs)]
+    if num_classes is None:
+        if not dense_c:
+            raise ValueError("`num_classes` is required when `model_probs` and `neighbour_dist` are sparse.")
+        num_classes = dense_c[0]
+    c = check_int("num_classes", num_classes, minimum=2)
+    n = np.shape(given_labels)[0] if np.ndim(given_labels) == 1 else -1
+    given = check_labels("given_labels", given_labels, num_classes=c)
+    model = _sparse("model_probs", model_probs, n, c)
+    neighbours = _sparse("neighbour_dist", neighbour_dist, n, c)
     seen = _mask("seen", seen, n, default=True)
     early = _mask("learned_at_first_sight", learned_at_first_sight, n, default=False)
     current = given if current_labels is None else check_labels(
@@ -171,8 +184,16 @@ def evaluate(
         check_float("max_change_fraction", max_change_fraction, low=0.0, high=1.0),
         check_float("max_class_change_fraction", max_class_change_fraction, low=0.0, high=1.0),
     )
-    return _evaluate_impl(given, np.asarray(model_probs), np.asarray(neighbour_dist), seen, action,
-                          model_weight, current, early, budget, dict(extra_signals or {}))
+    return _evaluate_impl(given, c, model, neighbours, seen, action, model_weight, current, early, budget,
+                          dict(extra_signals or {}))
+
+
+def _sparse(name: str, values: np.ndarray | SparseProbs, n: int, c: int) -> SparseProbs:
+    if isinstance(values, SparseProbs):
+        return values.check(name, n, c)
+    if np.shape(values) != (n, c):
+        raise ValueError(f"`{name}` must have shape {(n, c)}, got {np.shape(values)}.")
+    return SparseProbs.from_dense(values)
 
 
 def _mask(name: str, values: np.ndarray | None, n: int, *, default: bool) -> np.ndarray:
@@ -186,8 +207,9 @@ def _mask(name: str, values: np.ndarray | None, n: int, *, default: bool) -> np.
 
 def _evaluate_impl(
     given: np.ndarray,
-    model_probs: np.ndarray,
-    neighbour_dist: np.ndarray,
+    num_classes: int,
+    model: SparseProbs,
+    neighbours: SparseProbs,
     seen: np.ndarray,
     action: str,
     model_weight: float,
@@ -197,17 +219,23 @@ def _evaluate_impl(
     extra: dict[str, np.ndarray],
 ) -> Evaluation:
     n = given.size
-    rows = np.arange(n)
-    posterior = model_weight * model_probs + (1.0 - model_weight) * neighbour_dist
-    thresholds = per_class_thresholds(posterior, given, seen)
+    # one segment per (sample, candidate class): the given label, the model's and the neighbours' classes
+    k_model = model.classes.shape[1]
+    classes = np.concatenate([given[:, None], model.classes, neighbours.classes], axis=1)
+    channels = np.zeros((2, n, classes.shape[1]))
+    channels[0, :, 1:1 + k_model] = model.values
+    channels[1, :, 1 + k_model:] = neighbours.values
+    seg = Segments.merge(classes, channels)
+    seg_model, seg_knn = seg.values
+    seg_q = model_weight * seg_model + (1.0 - model_weight) * seg_knn
 
-    q_given = posterior[rows, given]
-    others = posterior.copy()
-    others[rows, given] = -np.inf
-    scores = np.clip((others.max(axis=1) - q_given + 1.0) / 2.0, 0.0, 1.0)
+    q_given = seg.at(seg_q, given)
+    thresholds = per_class_thresholds(q_given, given, seen, num_classes)
+    other = np.where(seg.classes == given[seg.rows], -np.inf, seg_q)
+    scores = np.clip((np.maximum(seg.row_max(other), 0.0) - q_given + 1.0) / 2.0, 0.0, 1.0)
 
-    suggested = posterior.argmax(axis=1)
-    q_suggested = posterior[rows, suggested]
+    suggested = np.where(seg.row_max(seg_q) > 0, seg.row_argmax(seg_q), given)
+    q_suggested = seg.at(seg_q, suggested)
     flagged = seen & (suggested != given) & (q_suggested > q_given)
     # a sample exactly at its class's mean is confident; the tolerance absorbs summation rounding
     confident = (q_suggested >= thresholds[suggested] - 1e-9) & (q_suggested > 0)
@@ -216,13 +244,14 @@ def _evaluate_impl(
     decisions[~seen] = UNSEEN
     decisions[flagged] = REVIEW
     weights = np.ones(n, dtype=np.float32)
+    model_given = seg.at(seg_model, given)
     if action == "relabel":
-        agree = (model_probs.argmax(axis=1) == suggested) & (neighbour_dist.argmax(axis=1) == suggested)
-        model_given = model_probs[rows, given]
-        confident_fit = early & (model_given >= per_class_thresholds(model_probs, given, seen)[given] - 1e-9)
+        agree = (seg.row_argmax(seg_model) == suggested) & (seg.row_argmax(seg_knn) == suggested)
+        model_thresholds = per_class_thresholds(model_given, given, seen, num_classes)
+        confident_fit = early & (model_given >= model_thresholds[given] - 1e-9)
         relabel = flagged & confident & agree & ~confident_fit
         standing = relabel & (suggested == current)
-        change = within_budget(relabel & ~standing, scores, given, posterior.shape[1],
+        change = within_budget(relabel & ~standing, scores, given, num_classes,
                                max_fraction=budget[0], max_class_fraction=budget[1], population=seen)
         decisions[standing | change] = RELABEL
     elif action == "downweight":
@@ -231,8 +260,8 @@ def _evaluate_impl(
     scores = np.where(seen, scores, 0.0)
 
     signals = {
-        "model_given_prob": model_probs[rows, given],
-        "knn_agreement": neighbour_dist[rows, given],
+        "model_given_prob": model_given,
+        "knn_agreement": seg.at(seg_knn, given),
         "posterior_given": q_given,
         **extra,
     }

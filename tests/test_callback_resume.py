@@ -19,7 +19,8 @@ from fld_train.noise import inject_noise
 pytestmark = pytest.mark.filterwarnings("ignore")
 logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
 
-STORE_FIELDS = ("seen_epochs", "last_epoch", "prob_sum", "prob_sq_sum", "margin_sum", "class_prob_sum",
+STORE_FIELDS = ("seen_epochs", "last_epoch", "prob_sum", "prob_sq_sum", "margin_sum", "top_classes",
+                "top_prob_sum",
                 "first_learned_epoch", "forgetting_events", "embeddings")
 
 

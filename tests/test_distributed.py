@@ -75,12 +75,17 @@ class RecordingFLD(FakeLabelDiscovery):
         torch.set_num_threads(1)  # two processes on two cores
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-        before = int(self.store.seen_epochs.sum())
         rows = int(batch[2].shape[0]) * trainer.world_size  # equal batches: DistributedSampler pads
         super().on_train_batch_end(trainer, pl_module, outputs, batch, batch_idx)
         e = trainer.current_epoch
         self.rows_per_epoch[e] = self.rows_per_epoch.get(e, 0) + rows
-        self.recorded_per_epoch[e] = self.recorded_per_epoch.get(e, 0) + int(self.store.seen_epochs.sum()) - before
+
+    def on_train_epoch_start(self, trainer, pl_module):
+        self._seen_before = int(self.store.seen_epochs.sum())
+
+    def on_train_epoch_end(self, trainer, pl_module):
+        super().on_train_epoch_end(trainer, pl_module)  # the epoch's last summaries reach the store here
+        self.recorded_per_epoch[trainer.current_epoch] = int(self.store.seen_epochs.sum()) - self._seen_before
 
     def on_train_end(self, trainer, pl_module):
         super().on_train_end(trainer, pl_module)

@@ -104,8 +104,8 @@ def test_store_stays_finite_and_counts_each_sample_once_per_epoch(n, c, seed, ep
             logits[rng.random(b) < 0.1] = np.nan
             store.update(idx, rng.integers(0, c, b), logits, rng.normal(size=(b, 4)), epoch)
     assert np.all(store.seen_epochs <= epochs)
-    for arr in (store.prob_sum, store.margin_sum, store.mean_class_probs(), store.given_prob_variability()):
+    for arr in (store.prob_sum, store.margin_sum, store.model_probs().values, store.given_prob_variability()):
         assert np.all(np.isfinite(arr))
     assert np.all(np.isfinite(store.embeddings.astype(np.float32)))
     seen = store.seen
-    np.testing.assert_allclose(store.mean_class_probs()[seen].sum(axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(store.model_probs().to_dense(c)[seen].sum(axis=1), 1.0, rtol=1e-5)

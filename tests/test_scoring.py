@@ -15,12 +15,12 @@ def _case():
 def test_thresholds_are_per_class_mean_self_confidence():
     given, model, knn = _case()
     post = 0.5 * model + 0.5 * knn
-    t = scoring.per_class_thresholds(post, given, np.ones(4, bool))
+    t = scoring.per_class_thresholds(post[np.arange(4), given], given, np.ones(4, bool), 2)
     np.testing.assert_allclose(t, [np.mean(post[[0, 1, 3], 0]), post[2, 1]])
 
 
 def test_class_without_labelled_samples_is_never_confident():
-    t = scoring.per_class_thresholds(np.full((2, 3), 1 / 3), np.array([0, 0]), np.ones(2, bool))
+    t = scoring.per_class_thresholds(np.full(2, 1 / 3), np.array([0, 0]), np.ones(2, bool), 3)
     assert np.isinf(t[1]) and np.isinf(t[2])
 
 

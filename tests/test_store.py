@@ -57,10 +57,75 @@ def test_first_learned_and_forgetting(store):
     np.testing.assert_array_equal(store.forgetting_events, [1, 0, 0])
 
 
-def test_mean_class_probs_rows_sum_to_one(store):
-    probs = store.mean_class_probs()
+def test_model_probs_are_the_mean_softmax_when_all_classes_fit(store):
+    probs = store.model_probs().to_dense(2)
     np.testing.assert_allclose(probs.sum(axis=1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(probs[0, 0], (_sig(2) + _sig(-1)) / 2, rtol=1e-6)
+    np.testing.assert_allclose(probs[2, 1], (0.75 + 1 - _sig(3)) / 2, rtol=1e-6)
+
+
+def test_top_k_equals_the_dense_mean_softmax_when_k_covers_the_classes():
+    rng = np.random.default_rng(0)
+    s = SampleStore(50, 6, top_k=6)
+    total = np.zeros((50, 6))
+    for epoch in range(4):
+        logits = rng.normal(scale=3, size=(50, 6))
+        s.update(np.arange(50), rng.integers(0, 6, 50), logits, None, epoch)
+        total += softmax(logits)
+    np.testing.assert_allclose(s.model_probs().to_dense(6), total / 4, rtol=1e-6)
+
+
+def test_top_k_keeps_the_classes_with_the_largest_sums():
+    s = SampleStore(1, 100, top_k=2)
+    assert s.top_k == 2 and s.top_classes.shape == (1, 2)
+    for epoch, favourite in enumerate([7, 7, 3, 7]):
+        logits = np.zeros((1, 100))
+        logits[0, favourite] = 10.0
+        logits[0, 50] = 8.0  # always second
+        s.update(np.array([0]), np.array([7]), logits, None, epoch)
+    dense = np.zeros(100)
+    for favourite in [7, 7, 3, 7]:
+        z = np.zeros(100)
+        z[favourite], z[50] = 10.0, 8.0
+        dense += softmax(z[None])[0] / 4
+    mp = s.model_probs()
+    assert set(mp.classes[0]) == {7, 3}  # the true two largest means (50 is third)
+    # a class gathers probability only in epochs where it is among the top 2 (7 misses 4e-5 once)
+    np.testing.assert_allclose(mp.to_dense(100)[0, [3, 7]], dense[[3, 7]], atol=1e-4)
+
+
+def test_embeddings_wider_than_embedding_dim_are_projected_and_keep_their_neighbours():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(5, 512))
+    y = rng.integers(0, 5, 400)
+    x = centres[y] + 0.3 * rng.normal(size=(400, 512))
+    s = SampleStore(400, 5, embedding_dim=64)
+    s.update(np.arange(400), y, np.zeros((400, 5)), x, epoch=0)
+    assert s.embeddings.shape == (400, 64) and s.projection.shape == (512, 64)
+    e = s.embeddings.astype(np.float32)
+    sims = e @ e.T
+    np.fill_diagonal(sims, -np.inf)
+    assert np.mean(y[sims.argmax(axis=1)] == y) > 0.98
+    narrow = SampleStore(4, 2, embedding_dim=64)
+    narrow.update(np.arange(4), np.zeros(4, int), np.zeros((4, 2)), np.ones((4, 8)), epoch=0)
+    assert narrow.embeddings.shape == (4, 8) and narrow.projection is None
+
+
+def test_imagenet_sized_store_fits_in_one_gigabyte():
+    nbytes = SampleStore.estimate_nbytes(1_281_167, 1000, 128)
+    assert nbytes <= 1e9, nbytes
+    s = SampleStore(1000, 1000, embedding_dim=128)
+    s.update(np.arange(1000), np.zeros(1000, int), np.zeros((1000, 1000)), np.ones((1000, 2048)), epoch=0)
+    assert s.nbytes - s.projection.nbytes == SampleStore.estimate_nbytes(1000, 1000, 128)
+
+
+def test_memory_mapped_store_writes_npy_files_and_restores_in_place(tmp_path, store):
+    s = SampleStore(3, 2, memmap_dir=tmp_path)
+    s.load_state_dict(store.state_dict())
+    assert isinstance(s.embeddings, np.memmap) and isinstance(s.top_prob_sum, np.memmap)
+    s.embeddings.flush()
+    np.testing.assert_array_equal(np.load(tmp_path / "embeddings.npy"), store.embeddings)
+    np.testing.assert_array_equal(s.top_prob_sum, store.top_prob_sum)
 
 
 def test_embeddings_hold_the_latest_epoch_normalised(store):
@@ -126,7 +191,7 @@ def test_load_state_dict_tolerates_missing_keys(store):
 
 
 def test_load_state_dict_refuses_another_dataset(store):
-    with pytest.raises(ValueError, match="num_samples=3"):
+    with pytest.raises(ValueError, match="\\(3, 2, 2\\)"):
         SampleStore(5, 2).load_state_dict(store.state_dict())
 
 
@@ -134,7 +199,7 @@ def test_load_state_dict_refuses_another_dataset(store):
     ("kwargs", "match"),
     [
         ({"indices": [0, 7]}, "outside \\[0, num_samples=3\\)"),
-        ({"labels": [0, 2]}, "outside \\[0, num_classes=2\\)"),
+        ({"labels": [0, 2]}, "batch label 2 \\(sample index 1\\) is outside \\[0, num_classes=2\\)"),
         ({"logits": np.zeros((2, 3))}, "num_classes=2"),
     ],
 )
