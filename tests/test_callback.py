@@ -189,6 +189,9 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
         ({"num_classes": 10, "action": "fix"}, ValueError, "`action` must be one of \\{'flag', 'relabel', "),
         ({"num_classes": 10, "k": 2.5}, TypeError, "`k` must be an int, got 2.5"),
         ({"num_classes": 10, "head": 3}, TypeError, "`head` must be a module name"),
+        ({"num_classes": 10, "knn_index": "hnsw"}, ValueError, "`knn_index` must be one of \\{'auto', "),
+        ({"num_classes": 10, "top_classes": 0}, ValueError, "`top_classes` must be an int >= 1, got 0"),
+        ({"num_classes": 10, "embedding_dim": -4}, ValueError, "`embedding_dim` must be an int >= 1"),
     ],
 )
 def test_constructor_validates_arguments(kwargs, error, match):
@@ -204,3 +207,35 @@ def test_report_dir_gets_the_report_and_audit_trail_after_each_check(digits, tmp
     audit_lines = (tmp_path / "r" / "audit_log.csv").read_text().splitlines()
     assert len(report_lines) == len(noisy) + 1
     assert len(audit_lines) == len(ds.audit_log) + 1 > 1
+
+
+def test_results_do_not_depend_on_how_often_summaries_move_to_the_store(digits, monkeypatch):
+    x, _, noisy, _ = digits
+    stores = []
+    for every in (1, 5, 64):
+        monkeypatch.setattr(FakeLabelDiscovery, "FLUSH_EVERY_N_BATCHES", every)
+        fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", tensorboard=False)
+        ds, _ = _fit(x, noisy, fld, epochs=4)
+        stores.append((fld.store.state_dict(), ds.current_labels))
+    for state, labels in stores[1:]:
+        np.testing.assert_array_equal(labels, stores[0][1])
+        for key, value in state.items():
+            np.testing.assert_array_equal(value, stores[0][0][key], err_msg=key)
+
+
+def test_training_stopped_mid_epoch_keeps_every_batch_seen(digits):
+    x, _, noisy, _ = digits
+    fld = FakeLabelDiscovery(10, action="flag", tensorboard=False)
+    _fit(x, noisy, fld, epochs=5, max_steps=30)  # 23 batches per epoch: stops 7 batches into epoch 1
+    np.testing.assert_array_equal(np.bincount(fld.store.seen_epochs), [0, len(noisy) - 7 * 64, 7 * 64])
+    assert fld.report().epoch == 1
+
+
+def test_embedding_dim_projects_what_the_store_keeps(digits, tmp_path):
+    x, _, noisy, mask = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=4, action="flag", tensorboard=False,
+                             embedding_dim=16, store_dir=tmp_path / "store")
+    _fit(x, noisy, fld, epochs=8)
+    assert fld.store.embeddings.shape == (len(noisy), 16) and fld.store.projection.shape == (128, 16)
+    assert (tmp_path / "store" / "embeddings.npy").exists()
+    assert fld.report().detection(mask).auroc >= 0.95

@@ -2,7 +2,10 @@ import pytest
 import torch
 from torch import nn
 
-from fld_train.capture import HeadCapture, find_head
+import numpy as np
+
+from fld_train.capture import HeadCapture, find_head, summarise
+from fld_train.store import summarise_logits
 
 
 class Net(nn.Module):
@@ -90,3 +93,34 @@ def test_wrong_batch_size_is_ignored_with_one_warning():
     with pytest.warns(UserWarning, match="batch of 7"):
         net(torch.randn(5, 4))
     assert cap.take() is None
+
+
+def test_device_summary_equals_the_numpy_summary():
+    g = torch.Generator().manual_seed(0)
+    logits = torch.randn(50, 7, generator=g) * 4
+    logits[3, 2] = float("nan")
+    emb = torch.randn(50, 5, generator=g) * 100
+    idx, labels = torch.arange(50), torch.randint(0, 7, (50,), generator=g)
+    given = (labels + 1) % 7
+    dev = {k: v.numpy() for k, v in summarise(idx, labels, given, logits, emb, top_k=4).items()}
+    ref = summarise_logits(idx.numpy(), labels.numpy(), given.numpy(), logits.double().numpy(),
+                           emb.numpy(), top_k=4)
+    np.testing.assert_array_equal(dev["finite"], ref.finite)
+    ok = ref.finite
+    for key in ("given_prob", "margin", "top_probs"):
+        np.testing.assert_allclose(dev[key][ok], getattr(ref, key)[ok], rtol=1e-5, atol=1e-6, err_msg=key)
+    np.testing.assert_array_equal(dev["correct"][ok], ref.correct[ok])
+    np.testing.assert_array_equal(np.sort(dev["top_classes"][ok], axis=1), np.sort(ref.top_classes[ok], axis=1))
+    unit = dev["embeddings"].astype(np.float32)[ok]
+    np.testing.assert_allclose(np.linalg.norm(unit, axis=1), 1.0, atol=1e-3)
+    assert not dev["duplicate"] and summarise(idx % 10, labels, given, logits, emb, top_k=4)["duplicate"]
+
+
+def test_device_summary_projects_embeddings():
+    emb = torch.randn(8, 32)
+    proj = torch.randn(32, 4)
+    out = summarise(torch.arange(8), torch.zeros(8, dtype=torch.long), torch.zeros(8, dtype=torch.long),
+                    torch.randn(8, 3), emb, top_k=2, projection=proj)
+    expected = emb @ proj
+    expected = expected / expected.norm(dim=1, keepdim=True)
+    torch.testing.assert_close(out["embeddings"].float(), expected, atol=2e-3, rtol=0)
