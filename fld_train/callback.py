@@ -26,10 +26,10 @@ from typing_extensions import override
 from fld_train import knn, scoring
 from fld_train._validation import check_choice, check_float, check_int, check_labels
 from fld_train.capture import HeadCapture, find_head, summarise
+from fld_train.check import run_check
 from fld_train.dataset import RelabeledDataset
 from fld_train.distributed import gather_rows
 from fld_train.report import LabelReport
-from fld_train.sparse import SparseProbs
 from fld_train.store import Observations, SampleStore
 from fld_train.tensorboard import TensorBoardOptions, log_check, log_projector
 
@@ -486,37 +486,15 @@ class FakeLabelDiscovery(Callback):
                     self.dataset.write_audit_csv(self.report_dir / "audit_log.csv")
 
     def _evaluate(self) -> scoring.Evaluation:
-        store = self.store
-        assert store is not None and store.embeddings is not None
-        seen = store.seen
-        n = store.num_samples
-        given = np.where(store.given_labels >= 0, store.given_labels, 0)  # unseen: placeholder 0
-        vote_labels = self.dataset.current_labels if self.dataset is not None else given
-        k = min(self.k, max(n - 1, 1))
-        votes = SparseProbs(np.full((n, k), -1, dtype=np.int64), np.zeros((n, k)))
-        rows = np.flatnonzero(seen)
-        if rows.size > 1:
-            emb = store.embeddings if rows.size == n else store.embeddings[rows]
-            neighbours = knn.search(emb, k=min(self.k, rows.size - 1), use_gpu=self.use_gpu_index,
-                                    index=self.knn_index)
-            found = knn.neighbour_labels(neighbours, vote_labels[rows], self.num_classes)
-            votes.classes[rows, : found.classes.shape[1]] = found.classes
-            votes.values[rows, : found.values.shape[1]] = found.values
-        learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
-        evaluation = scoring.evaluate(
-            given, store.model_probs(), votes, num_classes=self.num_classes, seen=seen, action=self.action,
-            current_labels=vote_labels, learned_at_first_sight=learned_at_first_sight,
+        assert self.store is not None
+        evaluation = run_check(
+            self.store, None if self.dataset is None else self.dataset.current_labels, k=self.k,
+            action=self.action, use_gpu=self.use_gpu_index, index=self.knn_index,
             max_change_fraction=self.max_relabel_fraction,
             max_class_change_fraction=self.max_relabel_class_fraction,
-            extra_signals={
-                "aum_margin": store.mean_margin(),
-                "given_prob_variability": store.given_prob_variability(),
-                "first_learned_epoch": store.first_learned_epoch.astype(np.float64),
-                "forgetting_events": store.forgetting_events.astype(np.float64),
-            },
         )
         if self.dataset is not None:  # a human's decision outranks the automatic one
-            evaluation.decisions[self.dataset.reviewed_mask & seen] = scoring.REVIEWED
+            evaluation.decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED
         return evaluation
 
     def _apply(self, evaluation: scoring.Evaluation, epoch: int) -> None:

@@ -1,0 +1,69 @@
+"""One label check over the per-sample store: kNN votes, combined with the training dynamics, scored.
+
+Framework-free (numpy and FAISS), so the callback, the benchmarks and users outside Lightning run
+the same check.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from fld_train import knn, scoring
+from fld_train.sparse import SparseProbs
+from fld_train.store import SampleStore
+
+
+def run_check(
+    store: SampleStore,
+    vote_labels: np.ndarray | None = None,
+    *,
+    k: int = 10,
+    action: str = "flag",
+    use_gpu: bool | None = None,
+    index: str = "auto",
+    max_change_fraction: float = 1.0,
+    max_class_change_fraction: float = 1.0,
+) -> scoring.Evaluation:
+    """Score every sample of ``store`` and decide an action for each.
+
+    Args:
+        store: the per-sample store; it must hold embeddings.
+        vote_labels: ``(N,)`` labels the neighbours vote with (what training uses now; default the
+            given labels).
+        k: neighbours per sample.
+        action: see :func:`fld_train.scoring.evaluate`.
+        use_gpu: see :func:`fld_train.knn.search`.
+        index: see :func:`fld_train.knn.search`.
+        max_change_fraction: see :func:`fld_train.scoring.evaluate`.
+        max_class_change_fraction: see :func:`fld_train.scoring.evaluate`.
+
+    Returns:
+        The :class:`~fld_train.scoring.Evaluation`.
+    """
+    if store.embeddings is None:
+        raise ValueError("the store holds no embeddings yet: record at least one batch before a check.")
+    seen = store.seen
+    n, c = store.num_samples, store.num_classes
+    given = np.where(store.given_labels >= 0, store.given_labels, 0)  # unseen: placeholder 0
+    votes_from = given if vote_labels is None else vote_labels
+    width = min(k, max(n - 1, 1))
+    votes = SparseProbs(np.full((n, width), -1, dtype=np.int64), np.zeros((n, width)))
+    rows = np.flatnonzero(seen)
+    if rows.size > 1:
+        emb = store.embeddings if rows.size == n else store.embeddings[rows]
+        neighbours = knn.search(emb, k=min(k, rows.size - 1), use_gpu=use_gpu, index=index)
+        found = knn.neighbour_labels(neighbours, votes_from[rows], c)
+        votes.classes[rows, : found.classes.shape[1]] = found.classes
+        votes.values[rows, : found.values.shape[1]] = found.values
+    learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
+    return scoring.evaluate(
+        given, store.model_probs(), votes, num_classes=c, seen=seen, action=action,
+        current_labels=votes_from, learned_at_first_sight=learned_at_first_sight,
+        max_change_fraction=max_change_fraction, max_class_change_fraction=max_class_change_fraction,
+        extra_signals={
+            "aum_margin": store.mean_margin(),
+            "given_prob_variability": store.given_prob_variability(),
+            "first_learned_epoch": store.first_learned_epoch.astype(np.float64),
+            "forgetting_events": store.forgetting_events.astype(np.float64),
+        },
+    )

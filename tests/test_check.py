@@ -1,0 +1,46 @@
+import numpy as np
+import pytest
+
+from fld_train.check import run_check
+from fld_train.store import SampleStore
+
+
+def _store(n=600, c=5, flip=60, seed=0):
+    """Clusters per class; the model predicts the true class; ``flip`` given labels are wrong."""
+    rng = np.random.default_rng(seed)
+    truth = rng.integers(0, c, n)
+    given = truth.copy()
+    wrong = rng.choice(n, flip, replace=False)
+    given[wrong] = (truth[wrong] + rng.integers(1, c, flip)) % c
+    store = SampleStore(n, c)
+    store.set_given_labels(given)
+    emb = rng.normal(size=(c, 16))[truth] + 0.3 * rng.normal(size=(n, 16))
+    for epoch in range(3):
+        logits = rng.normal(size=(n, c))
+        logits[np.arange(n), truth] += 3.0
+        store.update(np.arange(n), given, logits, emb, epoch)
+    mask = np.zeros(n, bool)
+    mask[wrong] = True
+    return store, truth, mask
+
+
+def test_check_flags_the_wrong_labels_and_suggests_the_true_ones():
+    store, truth, mask = _store()
+    ev = run_check(store, k=10, action="relabel")
+    assert np.mean(ev.flagged == mask) > 0.97
+    assert np.mean(ev.suggested_labels[mask] == truth[mask]) > 0.95
+    assert set(ev.signals) >= {"aum_margin", "knn_agreement", "forgetting_events"}
+
+
+def test_check_votes_with_the_labels_it_is_given():
+    store, truth, mask = _store()
+    plain = run_check(store)
+    fixed = run_check(store, vote_labels=truth)  # neighbours vote with corrected labels
+    assert fixed.signals["knn_agreement"][~mask].mean() > plain.signals["knn_agreement"][~mask].mean()
+
+
+def test_check_needs_embeddings():
+    store = SampleStore(3, 2)
+    store.update(np.arange(3), np.zeros(3, int), np.zeros((3, 2)), None, 0)
+    with pytest.raises(ValueError, match="holds no embeddings"):
+        run_check(store)
