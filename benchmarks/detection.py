@@ -4,6 +4,8 @@ Every method sees the same data, the same noisy labels and the same model (an ML
 
 - ``fld-train``: ``FakeLabelDiscovery(action="flag")``, one training run.
 - ``fld-train relabel``: ``action="relabel"``, one training run; its report still judges the given label.
+- ``fld-train K-fold``: :func:`fld_train.folds.kfold_discovery` with 5 folds: out-of-fold
+  probabilities, the training dynamics of the 4 fits that trained on each sample, out-of-fold kNN votes.
 - ``cleanlab 5-fold``: ``cleanlab.filter.find_label_issues`` on out-of-sample probabilities from 5
   trainings on 4/5 of the data each; scores ``1 - get_label_quality_scores``.
 - ``AUM``: area under the margin from the fld-train run's store; flagged when AUM < 0.
@@ -41,6 +43,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from fld_train import FakeLabelDiscovery, RelabeledDataset, knn
 from fld_train.demo import MLPClassifier, load_digits_split
+from fld_train.folds import kfold_discovery
 from fld_train.metrics import auroc, correction_accuracy, precision_recall_f1
 from fld_train.noise import inject_noise
 from fld_train.store import softmax
@@ -140,6 +143,19 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float) -> dict[str,
         oos[te] = predict(m, data.x[te])
     issues = find_label_issues(labels, oos)
     row("cleanlab 5-fold", issues, 1 - get_label_quality_scores(labels, oos), t_cv / t_plain, plain_acc)
+
+    # fld-train K-fold: the same 5 trainings' worth, with training dynamics and out-of-fold kNN votes
+    def trainer(callbacks):
+        return pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=callbacks,
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+
+    pl.seed_everything(seed, verbose=False)
+    start = time.perf_counter()
+    kf = kfold_discovery(lambda: MLPClassifier(data.x.shape[1], 10, hidden=data.hidden),
+                         TensorDataset(torch.from_numpy(data.x), torch.from_numpy(labels)), 10,
+                         folds=5, make_trainer=trainer, batch_size=64, seed=seed)
+    row("fld-train K-fold", kf.report.flagged, kf.report.scores, (time.perf_counter() - start) / t_plain,
+        plain_acc)
 
     # baselines from the flag run's store and final state
     store = fld.store

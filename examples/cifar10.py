@@ -14,39 +14,12 @@ from pathlib import Path
 
 import lightning as L
 import numpy as np
-import torch
-from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, Dataset, Subset
 from torchvision import datasets, transforms
 
 from fld_train import FakeLabelDiscovery, RelabeledDataset
 from fld_train.noise import inject_noise
-
-
-class SmallCNN(L.LightningModule):
-    def __init__(self, num_classes: int = 10, lr: float = 2e-3) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(64, 128, 3, padding=1), nn.BatchNorm2d(128), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(),
-        )
-        self.fc = nn.Linear(128, num_classes)  # found automatically: last Linear with 10 outputs
-        self.lr = lr
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc(self.features(x))
-
-    def training_step(self, batch, batch_idx):
-        x, y, idx = batch  # the one line that changes
-        loss = F.cross_entropy(self(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+from fld_train.vision import CIFAR_MEAN, CIFAR_STD, SmallCNN
 
 
 class NoisyLabels(Dataset):
@@ -64,7 +37,7 @@ class NoisyLabels(Dataset):
 
 def load_train(data_dir: str, download: bool) -> tuple[Dataset, np.ndarray]:
     tf = transforms.Compose([transforms.ToTensor(),
-                             transforms.Normalize((0.49, 0.48, 0.45), (0.25, 0.24, 0.26))])
+                             transforms.Normalize(CIFAR_MEAN, CIFAR_STD)])
     folder = Path(data_dir) / "train"
     if not download and folder.is_dir():
         ds = datasets.ImageFolder(str(folder), transform=tf)

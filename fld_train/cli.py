@@ -42,6 +42,29 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--threads", type=_positive_int, default=None,
                       help="torch CPU threads (default: torch's choice)")
+    fit = sub.add_parser(
+        "fit", help="train on an ImageFolder and clean its labels: report, review queue, TensorBoard",
+        description="Train a model on an ImageFolder dataset (DATA_DIR/<class>/<image>) with "
+                    "FakeLabelDiscovery, and write label_report.csv, audit_log.csv, "
+                    "review/review_queue.csv and a TensorBoard run to --out.",
+    )
+    fit.add_argument("--data-dir", required=True, help="ImageFolder root: one sub-folder of images per class")
+    fit.add_argument("--out", default="fld_runs/fit", help="output folder (default: %(default)s)")
+    fit.add_argument("--model", choices=["small-cnn", "resnet18"], default="small-cnn",
+                     help="network to train (default: %(default)s)")
+    fit.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: 30)")
+    fit.add_argument("--action", choices=["flag", "relabel", "downweight"], default="flag",
+                     help="what to do with flagged samples (default: flag, which changes nothing)")
+    fit.add_argument("--check-every", type=_positive_int, default=2, help="epochs between checks (default: 2)")
+    fit.add_argument("--batch-size", type=_positive_int, default=128, help="batch size (default: 128)")
+    fit.add_argument("--image-size", type=_positive_int, default=None,
+                     help="resize images to this square size (default: 32 for small-cnn, 224 for resnet18)")
+    fit.add_argument("--limit-batches", type=_positive_int, default=None,
+                     help="train on at most this many batches per epoch (a quick try-out)")
+    fit.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")
+    fit.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
+    fit.add_argument("--threads", type=_positive_int, default=None,
+                     help="torch CPU threads (default: torch's choice)")
     report = sub.add_parser("report", help="summarise a saved label report (label_report.csv)")
     report.add_argument("path", help="a label_report.csv written by LabelReport.to_csv or report_dir")
     report.add_argument("--top", type=_positive_int, default=10, help="flagged samples to list (default: 10)")
@@ -60,6 +83,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         result = run_demo(args.out, noise_rate=args.noise_rate, epochs=args.epochs,
                           check_every_n_epochs=args.check_every, seed=args.seed)
         print(format_result(result, args.noise_rate))
+    elif args.command == "fit":
+        import torch
+
+        from fld_train.fit import fit_image_folder
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        try:
+            result = fit_image_folder(
+                args.data_dir, args.out, model=args.model, epochs=args.epochs, action=args.action,
+                check_every=args.check_every, batch_size=args.batch_size, image_size=args.image_size,
+                limit_batches=args.limit_batches, workers=args.workers, accelerator=args.accelerator,
+            )
+        except ValueError as err:
+            print(f"fld-train fit: {err}", file=sys.stderr)
+            return 2
+        print(result.report.format_summary(top=10))
+        print(f"\nreport CSV   {result.report_csv}\naudit log    {result.audit_csv}\n"
+              f"review queue {result.review_queue}\nTensorBoard  {result.tensorboard_dir}\n"
+              f"             open with: tensorboard --logdir {result.tensorboard_dir.parent}")
     elif args.command == "report":
         from fld_train.report import LabelReport
 

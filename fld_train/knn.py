@@ -22,10 +22,11 @@ from fld_train.sparse import SparseProbs
 log = logging.getLogger("fld_train")
 
 #: Above this many samples ``index="auto"`` uses an IVF index instead of the exact one.
-EXACT_SEARCH_MAX = 50_000
+EXACT_SEARCH_MAX = 10_000
 INDEX_KINDS = ("auto", "exact", "ivf")
-#: IVF lists visited per query, and candidates re-ranked exactly per neighbour wanted (CPU index).
-DEFAULT_NPROBE, REFINE_FACTOR = 8, 4
+#: IVF: at least this many lists visited per query, and at least ``SCAN_AT_LEAST`` vectors scanned
+#: (more lists for small N, whose lists are short); candidates re-ranked exactly per neighbour wanted.
+MIN_NPROBE, SCAN_AT_LEAST, REFINE_FACTOR = 8, 2_000, 4
 #: Seconds between progress messages of a long search (logger ``fld_train``, level INFO).
 PROGRESS_EVERY_S = 10.0
 
@@ -74,6 +75,11 @@ def ivf_lists(n: int) -> int:
     return int(max(1, min(np.sqrt(n), n // 39)))
 
 
+def default_nprobe(n: int, nlist: int) -> int:
+    """Lists visited per query: at least :data:`MIN_NPROBE`, enough to scan :data:`SCAN_AT_LEAST` vectors."""
+    return int(min(nlist, max(MIN_NPROBE, np.ceil(SCAN_AT_LEAST * nlist / n))))
+
+
 def _ivf_spec(n: int, d: int, on_gpu: bool) -> tuple[str, bool]:
     """FAISS factory string for an approximate index, and whether it re-ranks exactly.
 
@@ -108,7 +114,7 @@ def _build_index(faiss: ModuleType, emb: np.ndarray, kind: str, nprobe: int | No
         rng = np.random.default_rng(seed)
         sample = np.sort(rng.choice(n, size=min(n, 64 * ivf.nlist), replace=False))
         index.train(_normalised(emb[sample], 0, sample.size))
-        ivf.nprobe = min(ivf.nlist, nprobe if nprobe is not None else DEFAULT_NPROBE)
+        ivf.nprobe = min(ivf.nlist, nprobe if nprobe is not None else default_nprobe(n, ivf.nlist))
         if refine:
             index.k_factor = REFINE_FACTOR
     if use_gpu:
@@ -137,7 +143,7 @@ def search(
         index: ``"exact"`` (flat inner product), ``"ivf"`` (approximate: :func:`ivf_lists`
             inverted lists of product-quantised codes, candidates re-ranked exactly; see
             :func:`_ivf_spec`), or ``"auto"``: exact up to :data:`EXACT_SEARCH_MAX` samples, IVF above.
-        nprobe: IVF lists visited per query (default :data:`DEFAULT_NPROBE`); more is slower and
+        nprobe: IVF lists visited per query (default :func:`default_nprobe`); more is slower and
             closer to exact.
         chunk_size: vectors per FAISS call.
         seed: seeds the IVF training sample and k-means, so results are repeatable.

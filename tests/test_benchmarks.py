@@ -25,11 +25,19 @@ def test_detection_benchmark_rows(noise):
     data = bench.load_digits_data()
     small = replace(data, x=data.x[:400], y=data.y[:400], epochs=2, hidden=32)
     rows = bench.run_setting(small, noise, seed=0, clean_acc=0.9)
-    assert set(rows) == {"fld-train", "fld-train relabel", "cleanlab 5-fold", "AUM", "kNN", "conf<0.7",
-                         "k-means vote"}
+    assert set(rows) == {"fld-train", "fld-train relabel", "fld-train K-fold", "cleanlab 5-fold", "AUM",
+                         "kNN", "conf<0.7", "k-means vote"}
     for method, r in rows.items():
         assert set(r) >= set(bench.COLUMNS)
         assert 0.0 <= r["flagged_share"] <= 1.0, method
         if noise != "none:0":
             assert 0.0 <= r["auroc"] <= 1.0, method
     assert rows["cleanlab 5-fold"]["time"] > 2.0  # five trainings on 4/5 of the data each, against one
+
+
+def test_knn_scale_benchmark_row():
+    bench = _load("knn_scale")
+    row = bench.one_size(3000, classes=50, dim=32, sklearn_max=3000, seed=0)
+    assert row["index"] == "exact" and row["flag_f1"] > 0.9
+    assert row["knn_s"] > 0 and row["sklearn_s"] > 0 and row["store_mb"] > 0
+    assert row["imagenet_store_mb"] < 1000

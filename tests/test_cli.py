@@ -71,3 +71,44 @@ def test_report_command_on_a_bad_file(tmp_path, capsys):
     assert main(["report", str(tmp_path / "x.csv")]) == 2
     assert "missing column(s) index" in capsys.readouterr().err
     assert main(["report", str(tmp_path / "nope.csv")]) == 2
+
+
+def _image_folder(root, classes=3, per_class=8):
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for c in range(classes):
+        (root / f"class{c}").mkdir(parents=True)
+        for i in range(per_class):
+            img = np.clip(rng.normal(60 * c + 40, 25, size=(20, 24, 3)), 0, 255).astype(np.uint8)
+            Image.fromarray(img).save(root / f"class{c}" / f"{i}.png")
+    return root
+
+
+def test_fit_command_writes_report_review_queue_and_tensorboard(tmp_path, capsys):
+    data = _image_folder(tmp_path / "train")
+    out = tmp_path / "out"
+    code = main(["fit", "--data-dir", str(data), "--out", str(out), "--epochs", "2", "--workers", "0",
+                 "--batch-size", "8", "--limit-batches", "2", "--threads", "1", "--accelerator", "cpu"])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "24 samples" in text and "review queue" in text
+    for name in ("label_report.csv", "audit_log.csv", "review/review_queue.csv", "review/review_queue.jsonl"):
+        assert (out / name).exists(), name
+    assert list((out / "tensorboard").glob("version_*/events.out.tfevents.*"))
+    from fld_train.report import LabelReport
+
+    report = LabelReport.from_csv(out / "label_report.csv")
+    assert len(report) == 24 and set(report.given_labels) == {0, 1, 2}
+
+
+def test_fit_command_explains_a_bad_data_dir(tmp_path, capsys):
+    assert main(["fit", "--data-dir", str(tmp_path / "nowhere"), "--out", str(tmp_path / "o")]) == 2
+    assert "`data_dir`" in capsys.readouterr().err
+
+
+def test_fit_help_lists_its_options():
+    help_text = build_parser()._subparsers._group_actions[0].choices["fit"].format_help()
+    for flag in ("--data-dir", "--model", "--epochs", "--action", "--out", "--limit-batches"):
+        assert flag in help_text

@@ -1,0 +1,177 @@
+"""K-fold mode: K fits on K folds, out-of-fold predictions and training dynamics in one report.
+
+The expensive, most careful mode (the single run of :class:`~fld_train.FakeLabelDiscovery` is the
+default). Each of the K fits trains on K-1 folds with the callback recording training dynamics, then
+predicts every sample of the held-out fold with a model that never saw it (its out-of-fold
+probabilities, as cleanlab uses) and finds its neighbours in that model's embedding space. The score
+combines, per sample, the out-of-fold probabilities, the training dynamics of the K-1 fits that
+trained on it, and the out-of-fold neighbour votes; the report also counts in how many of the K fits
+the model predicted another class than the given one (``fold_misclassified``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import lightning.pytorch as pl
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset, Subset
+
+from fld_train import knn, scoring
+from fld_train._validation import check_int, check_labels
+from fld_train.callback import FakeLabelDiscovery
+from fld_train.capture import find_head
+from fld_train.dataset import RelabeledDataset
+from fld_train.report import LabelReport
+from fld_train.sparse import SparseProbs
+from fld_train.store import summarise_logits
+
+
+@dataclass(frozen=True)
+class KFoldResult:
+    """What :func:`kfold_discovery` found.
+
+    Attributes:
+        report: the :class:`~fld_train.LabelReport` (flags judge the given labels; nothing changed).
+        fold_of: ``(N,)`` the fold in which each sample was held out.
+        oof_probs: out-of-fold probabilities of each sample's top classes.
+        fold_misclassified: ``(N,)`` in how many of the K fits the model predicted another class
+            than the given one (out-of-fold for one fit, at the end of training for the others).
+    """
+
+    report: LabelReport
+    fold_of: np.ndarray
+    oof_probs: SparseProbs
+    fold_misclassified: np.ndarray
+
+
+def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
+    """``(N,)`` fold id per sample: each class is shuffled and dealt round-robin over the folds."""
+    rng = np.random.default_rng(seed)
+    fold_of = np.empty(labels.size, dtype=np.int64)
+    offset = 0
+    for c in np.unique(labels):
+        members = rng.permutation(np.flatnonzero(labels == c))
+        fold_of[members] = (offset + np.arange(members.size)) % folds
+        offset += members.size
+    return fold_of
+
+
+def _default_trainer(callbacks: list[pl.Callback]) -> pl.Trainer:
+    return pl.Trainer(max_epochs=10, callbacks=callbacks, logger=False, enable_checkpointing=False,
+                      enable_progress_bar=False, enable_model_summary=False)
+
+
+@torch.no_grad()
+def _predict(model: pl.LightningModule, num_classes: int, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+    """Logits and embeddings (the head's input) of every sample, in loader order, in eval mode."""
+    _, head = find_head(model, num_classes)
+    seen: list[tuple[torch.Tensor, torch.Tensor]] = []
+    handle = head.register_forward_hook(
+        lambda module, args, output: seen.append((args[0].detach().flatten(1).float().cpu(),
+                                                  output.detach().float().cpu())))
+    was_training = model.training
+    model.eval()
+    try:
+        for x, _, _ in loader:
+            model(x.to(model.device))
+    finally:
+        handle.remove()
+        model.train(was_training)
+    return torch.cat([s[1] for s in seen]).numpy(), torch.cat([s[0] for s in seen]).numpy()
+
+
+def kfold_discovery(
+    make_model: Callable[[], pl.LightningModule],
+    dataset: Dataset,
+    num_classes: int,
+    *,
+    folds: int = 5,
+    make_trainer: Callable[[list[pl.Callback]], pl.Trainer] | None = None,
+    batch_size: int = 128,
+    num_workers: int = 0,
+    k: int = 10,
+    top_classes: int = 10,
+    seed: int = 0,
+) -> KFoldResult:
+    """Find wrong labels with K fits on K folds.
+
+    Args:
+        make_model: returns a fresh LightningModule (one per fold) whose ``forward`` returns logits
+            and whose ``training_step`` reads ``(x, y, idx)`` batches.
+        dataset: map-style dataset of ``(x, y)`` items, or a :class:`~fld_train.RelabeledDataset`
+            (its current labels train the folds; its original labels are judged).
+        num_classes: number of classes C.
+        folds: K, at least 2.
+        make_trainer: returns a ``Trainer`` given the callbacks to use (default: 10 epochs, no
+            logger, no checkpoints). Called once per fold.
+        batch_size: training and prediction batch size.
+        num_workers: DataLoader workers.
+        k: neighbours in the out-of-fold kNN vote.
+        top_classes: classes per sample whose probabilities are kept.
+        seed: seeds the fold assignment.
+
+    Returns:
+        A :class:`KFoldResult`.
+    """
+    folds = check_int("folds", folds, minimum=2, hint="K-fold mode trains K models.")
+    num_classes = check_int("num_classes", num_classes, minimum=2)
+    data = dataset if isinstance(dataset, RelabeledDataset) else RelabeledDataset(dataset, num_classes=num_classes)
+    given = check_labels("the dataset's labels", data.original_labels, num_classes=num_classes)
+    n = given.size
+    if n < 2 * folds:
+        raise ValueError(f"`folds`={folds} needs at least {2 * folds} samples; the dataset has {n}.")
+    make_trainer = make_trainer or _default_trainer
+    fold_of = stratified_folds(data.current_labels, folds, seed)
+    kk = min(top_classes, num_classes)
+    oof_cls, oof_val = np.full((n, kk), -1, dtype=np.int64), np.zeros((n, kk))
+    dyn_cls, dyn_val = np.full((n, kk * folds), -1, dtype=np.int64), np.zeros((n, kk * folds))
+    vote_cls, vote_val = np.full((n, k), -1, dtype=np.int64), np.zeros((n, k))
+    fits, misclassified = np.zeros(n), np.zeros(n, dtype=np.int64)
+    margin_sum, oof_given = np.zeros(n), np.zeros(n)
+    last_epoch = 0
+    predict_loader = DataLoader(data, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+
+    for f in range(folds):
+        train_idx, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
+        fld = FakeLabelDiscovery(num_classes, check_every_n_epochs=10**9, action="flag", k=k,
+                                 tensorboard=False, top_classes=top_classes)
+        model = make_model()
+        make_trainer([fld]).fit(model, DataLoader(Subset(data, train_idx), batch_size=batch_size,
+                                                  shuffle=True, num_workers=num_workers))
+        store = fld.store
+        trained = store.seen
+        dyn = store.model_probs()
+        dyn_cls[trained, f * kk:(f + 1) * kk] = dyn.classes[trained]
+        dyn_val[trained, f * kk:(f + 1) * kk] = dyn.values[trained]
+        fits[trained] += 1
+        margin_sum[trained] += store.mean_margin()[trained]
+        misclassified[trained] += ~store.correct_last[trained]
+
+        logits, emb = _predict(model, num_classes, predict_loader)
+        out = summarise_logits(held, given[held], given[held], logits[held], None, kk)
+        oof_cls[held], oof_val[held], oof_given[held] = out.top_classes, out.top_probs, out.given_prob
+        last_epoch = int(store.last_epoch.max())
+        misclassified[held] += ~out.correct
+        neighbours = knn.search(emb, k=min(k, n - 1))
+        votes = knn.neighbour_labels(neighbours, data.current_labels, num_classes)
+        vote_cls[held, : votes.classes.shape[1]] = votes.classes[held]
+        vote_val[held, : votes.values.shape[1]] = votes.values[held]
+
+    dyn_val /= np.maximum(fits, 1)[:, None]
+    model_probs = SparseProbs(np.concatenate([oof_cls, dyn_cls], axis=1),
+                              np.concatenate([0.5 * oof_val, 0.5 * dyn_val], axis=1))
+    evaluation = scoring.evaluate(
+        given, model_probs, SparseProbs(vote_cls, vote_val), num_classes=num_classes, action="flag",
+        extra_signals={
+            "oof_given_prob": oof_given,
+            "aum_margin": margin_sum / np.maximum(fits, 1),
+            "fold_misclassified": misclassified.astype(np.float64),
+        },
+    )
+    report = LabelReport.from_evaluation(evaluation, given, data.current_labels, epoch=last_epoch,
+                                         reviews=data.reviews, num_classes=num_classes)
+    return KFoldResult(report=report, fold_of=fold_of, oof_probs=SparseProbs(oof_cls, oof_val),
+                       fold_misclassified=misclassified)

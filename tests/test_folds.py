@@ -1,0 +1,57 @@
+import lightning.pytorch as pl
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import TensorDataset
+
+from fld_train import RelabeledDataset
+from fld_train.demo import MLPClassifier, load_digits_split
+from fld_train.folds import kfold_discovery, stratified_folds
+from fld_train.noise import inject_noise
+
+pytestmark = pytest.mark.filterwarnings("ignore")
+
+
+def _trainer(callbacks):
+    return pl.Trainer(max_epochs=8, accelerator="cpu", callbacks=callbacks, logger=False,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+
+
+def test_stratified_folds_balance_every_class():
+    labels = np.repeat(np.arange(3), [10, 7, 5])
+    fold_of = stratified_folds(labels, 3, seed=0)
+    for c in range(3):
+        counts = np.bincount(fold_of[labels == c], minlength=3)
+        assert counts.max() - counts.min() <= 1
+    assert np.bincount(fold_of).max() - np.bincount(fold_of).min() <= 1
+
+
+def test_kfold_finds_injected_noise_with_out_of_fold_signals():
+    x, y, _, _ = load_digits_split(seed=0)
+    x, y = x[:600], y[:600]
+    noisy, mask = inject_noise(y, 10, rate=0.2, seed=0)
+    ds = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy)))
+    pl.seed_everything(0, verbose=False)
+    result = kfold_discovery(lambda: MLPClassifier(64, 10, hidden=64), ds, 10, folds=3,
+                             make_trainer=_trainer, batch_size=64)
+    report = result.report
+    assert len(report) == 600 and set(np.unique(result.fold_of)) == {0, 1, 2}
+    assert report.detection(mask).auroc >= 0.95
+    assert report.detection(mask).f1 >= 0.8
+    np.testing.assert_array_equal(report.given_labels, noisy)
+    np.testing.assert_array_equal(ds.current_labels, noisy)  # K-fold mode changes nothing
+    # each sample: one out-of-fold prediction and two in-training ones
+    assert result.fold_misclassified.max() <= 3
+    assert result.fold_misclassified[mask].mean() > 2 * result.fold_misclassified[~mask].mean()
+    assert result.oof_probs.classes.shape == (600, 10)
+    np.testing.assert_allclose(result.oof_probs.values.sum(axis=1), 1.0, rtol=1e-6)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"folds": 1}, "`folds` must be an int >= 2, got 1"),
+    ({"folds": 4}, "`folds`=4 needs at least 8 samples; the dataset has 6"),
+])
+def test_kfold_arguments_are_checked(kwargs, match):
+    ds = TensorDataset(torch.zeros(6, 2), torch.tensor([0, 1, 0, 1, 0, 1]))
+    with pytest.raises(ValueError, match=match):
+        kfold_discovery(lambda: MLPClassifier(2, 2), ds, 2, **kwargs)
