@@ -438,11 +438,12 @@ class FakeLabelDiscovery(Callback):
         if not self._pending or self.store is None:
             return
         batches, self._pending = self._pending, []
-        duplicate = torch.stack([b.pop("duplicate") for b in batches]).any()
         local = {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
         rows = gather_rows(self._strategy, local) if self._strategy is not None else local
         host = {key: value.cpu().numpy() for key, value in rows.items()}
-        if bool(duplicate):
+        own = host["indices"] if rows is local else local["indices"].cpu().numpy()
+        bounds = np.cumsum([b["indices"].shape[0] for b in batches])[:-1]
+        if any(np.unique(part).size != part.size for part in np.split(own, bounds)):
             self._warn_once(
                 "duplicates",
                 "FakeLabelDiscovery: a training batch holds the same sample index more than once (a "

@@ -126,31 +126,26 @@ def summarise(
     The torch twin of :func:`fld_train.store.summarise_logits`: what the store keeps of ``(B, C)``
     logits (given-label probability, AUM margin, correctness, the ``top_k`` classes) and the
     embedding, projected and L2-normalised to float16. ``finite`` marks rows whose logits and
-    embedding held no NaN or inf; ``duplicate`` is a 0-d bool, some index repeats in the batch.
+    embedding held no NaN or inf (the store skips the others). Few kernels: this runs every batch.
     """
     logits = logits.float()
-    emb = embeddings.float()
-    if projection is not None:
-        emb = emb @ projection
-    finite = torch.isfinite(logits).all(dim=1) & torch.isfinite(emb).all(dim=1)
-    logit = torch.where(finite[:, None], logits, torch.zeros_like(logits))
-    prob = logit.softmax(dim=1)
-    rows = torch.arange(logit.shape[0], device=logit.device)
-    given = given.to(logit.device)
-    other = logit.index_put((rows, given), torch.tensor(float("-inf"), device=logit.device))
+    emb = embeddings.float() if projection is None else embeddings.float() @ projection
+    # NaN and inf propagate through a row sum: one reduction per tensor finds them
+    finite = torch.isfinite(logits.sum(dim=1)) & torch.isfinite(emb.sum(dim=1))
+    given = given.to(logits.device).unsqueeze(1)
+    prob = logits.softmax(dim=1)
     top_probs, top_classes = prob.topk(min(top_k, prob.shape[1]), dim=1)
-    emb = torch.where(finite[:, None], emb, torch.zeros_like(emb))
-    emb = emb / emb.norm(dim=1, keepdim=True).clamp_min(1e-12)
-    ordered = indices.sort().values
+    best2 = logits.topk(2, dim=1).values
+    given_logit = logits.gather(1, given).squeeze(1)
+    is_best = top_classes[:, 0] == given.squeeze(1)
     return {
         "indices": indices.long(),
         "labels": labels.long(),
-        "given_prob": prob[rows, given],
-        "margin": logit[rows, given] - other.max(dim=1).values,
-        "correct": prob.argmax(dim=1) == given,
+        "given_prob": prob.gather(1, given).squeeze(1),
+        "margin": given_logit - torch.where(is_best, best2[:, 1], best2[:, 0]),
+        "correct": is_best,
         "top_classes": top_classes,
         "top_probs": top_probs,
-        "embeddings": emb.half(),
+        "embeddings": torch.nn.functional.normalize(emb, dim=1, eps=1e-12).half(),
         "finite": finite,
-        "duplicate": (ordered[1:] == ordered[:-1]).any(),
     }

@@ -168,6 +168,8 @@ class SampleStore:
         self.prob_sq_sum = np.zeros(n, dtype=np.float64)
         self.margin_sum = np.zeros(n, dtype=np.float64)
         self.top_classes = self._allocate("top_classes", (n, self.top_k), np.int32, fill=-1)
+        if self.top_k == self.num_classes:  # every class has its slot: slot j holds class j
+            self.top_classes[:] = np.arange(self.num_classes, dtype=np.int32)
         self.top_prob_sum = self._allocate("top_prob_sum", (n, self.top_k), np.float32, fill=0)
         self.first_learned_epoch = np.full(n, -1, dtype=np.int32)
         self.forgetting_events = np.zeros(n, dtype=np.int32)
@@ -325,6 +327,11 @@ class SampleStore:
 
     def _add_top(self, idx: np.ndarray, classes: np.ndarray, probs: np.ndarray) -> None:
         """Add this epoch's top classes to each sample's slots and keep the ``top_k`` largest sums."""
+        if self.top_k == self.num_classes:  # slot j is class j: add in place, nothing to merge
+            dense = np.zeros((idx.size, self.num_classes), dtype=np.float32)
+            np.put_along_axis(dense, classes.astype(np.int64), probs.astype(np.float32), axis=1)
+            self.top_prob_sum[idx] += dense
+            return
         slots, sums = self.top_classes[idx].astype(np.int64), self.top_prob_sum[idx].astype(np.float64)
         classes = classes.astype(np.int64)
         probs = probs.astype(np.float64)
