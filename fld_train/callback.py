@@ -102,6 +102,9 @@ class FakeLabelDiscovery(Callback):
         embedding_dim: project wider embeddings to this many dimensions before storing them
             (e.g. 128 for ImageNet-sized data); ``None`` keeps them.
         store_dir: keep the store's large arrays in memory-mapped files in this folder.
+        target_precision: strictness: flag only the most likely wrong samples, as many as keep the
+            estimated precision at or above this (e.g. 0.95); ``None`` flags every sample whose
+            combined posterior prefers another class (see :func:`fld_train.scoring.evaluate`).
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -126,6 +129,7 @@ class FakeLabelDiscovery(Callback):
         top_classes: int = 10,
         embedding_dim: int | None = None,
         store_dir: str | os.PathLike[str] | None = None,
+        target_precision: float | None = None,
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -165,6 +169,9 @@ class FakeLabelDiscovery(Callback):
         self.embedding_dim = None if embedding_dim is None else check_int(
             "embedding_dim", embedding_dim, minimum=1, hint="Use None to store embeddings as they are.")
         self.store_dir = None if store_dir is None else Path(store_dir)
+        self.target_precision = None if target_precision is None else check_float(
+            "target_precision", target_precision, low=0.0, high=1.0,
+            hint="It is the precision the flags should keep, e.g. 0.95; None flags by the posterior alone.")
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -493,6 +500,7 @@ class FakeLabelDiscovery(Callback):
             action=self.action, use_gpu=self.use_gpu_index, index=self.knn_index,
             max_change_fraction=self.max_relabel_fraction,
             max_class_change_fraction=self.max_relabel_class_fraction,
+            target_precision=self.target_precision,
         )
         if self.dataset is not None:  # a human's decision outranks the automatic one
             evaluation.decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED

@@ -80,6 +80,27 @@ def per_class_thresholds(
     return np.divide(sums, counts, out=np.full(num_classes, np.inf), where=counts > 0)
 
 
+def precision_cut(flagged: np.ndarray, p_wrong: np.ndarray, target: float) -> np.ndarray:
+    """The largest set of the most likely wrong flags whose estimated precision reaches ``target``.
+
+    Args:
+        flagged: ``(N,)`` bool, candidate flags.
+        p_wrong: ``(N,)`` estimated probability that each sample's given label is wrong.
+        target: the precision to keep, in ``[0, 1]``.
+
+    Returns:
+        ``(N,)`` bool: the top-``m`` flags by ``p_wrong``, with ``m`` the largest count whose mean
+        ``p_wrong`` is ``>= target``.
+    """
+    idx = np.flatnonzero(flagged)
+    order = idx[np.argsort(-p_wrong[idx], kind="stable")]
+    running = np.cumsum(p_wrong[order]) / np.arange(1, order.size + 1)
+    keep = int(np.flatnonzero(running >= target - 1e-12)[-1]) + 1 if np.any(running >= target - 1e-12) else 0
+    out = np.zeros_like(flagged)
+    out[order[:keep]] = True
+    return out
+
+
 def within_budget(
     candidates: np.ndarray,
     scores: np.ndarray,
@@ -134,6 +155,7 @@ def evaluate(
     learned_at_first_sight: np.ndarray | None = None,
     max_change_fraction: float = 1.0,
     max_class_change_fraction: float = 1.0,
+    target_precision: float | None = None,
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Score every sample, flag the likely mislabeled ones and decide an action for each.
@@ -159,6 +181,12 @@ def evaluate(
             is the sign of a clean label, whatever the neighbours say.
         max_change_fraction: one check changes at most this share of the seen samples' labels.
         max_class_change_fraction: ... and at most this share of one given class.
+        target_precision: the strictness knob. ``None`` flags every sample whose posterior prefers
+            another class. A value in ``(0, 1)`` keeps only the most likely wrong of those, as many
+            as keep the estimated precision at or above it: each flag's chance of being right is
+            estimated as ``1 - q_given`` and the flags are taken in decreasing order of that chance
+            while their running mean stays >= the target (see :func:`precision_cut`). The rest
+            are not flagged (decision ``keep``), so nothing acts on them.
         extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
 
     Returns:
@@ -180,12 +208,15 @@ def evaluate(
     early = _mask("learned_at_first_sight", learned_at_first_sight, n, default=False)
     current = given if current_labels is None else check_labels(
         "current_labels", current_labels, num_classes=c, length=n)
+    if target_precision is not None:
+        target_precision = check_float("target_precision", target_precision, low=0.0, high=1.0,
+                                       hint="It is the precision the flags should keep, e.g. 0.95.")
     budget = (
         check_float("max_change_fraction", max_change_fraction, low=0.0, high=1.0),
         check_float("max_class_change_fraction", max_class_change_fraction, low=0.0, high=1.0),
     )
     return _evaluate_impl(given, c, model, neighbours, seen, action, model_weight, current, early, budget,
-                          dict(extra_signals or {}))
+                          target_precision, dict(extra_signals or {}))
 
 
 def _sparse(name: str, values: np.ndarray | SparseProbs, n: int, c: int) -> SparseProbs:
@@ -216,6 +247,7 @@ def _evaluate_impl(
     current: np.ndarray,
     early: np.ndarray,
     budget: tuple[float, float],
+    target_precision: float | None,
     extra: dict[str, np.ndarray],
 ) -> Evaluation:
     n = given.size
@@ -237,6 +269,8 @@ def _evaluate_impl(
     suggested = np.where(seg.row_max(seg_q) > 0, seg.row_argmax(seg_q), given)
     q_suggested = seg.at(seg_q, suggested)
     flagged = seen & (suggested != given) & (q_suggested > q_given)
+    if target_precision is not None:
+        flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
     # a sample exactly at its class's mean is confident; the tolerance absorbs summation rounding
     confident = (q_suggested >= thresholds[suggested] - 1e-9) & (q_suggested > 0)
 

@@ -41,3 +41,13 @@ def test_knn_scale_benchmark_row():
     assert row["index"] == "exact" and row["flag_f1"] > 0.9
     assert row["knn_s"] > 0 and row["sklearn_s"] > 0 and row["store_mb"] > 0
     assert row["imagenet_store_mb"] < 1000
+
+
+def test_strictness_benchmark_rows():
+    bench = _load("strictness")
+    data = bench.DATASETS["digits"]()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=2, hidden=32)
+    rows = bench.run_setting(small, "symmetric:0.2", seed=0)
+    assert set(rows) == {"none", "0.80", "0.90", "0.95", "0.99"}
+    flagged = [rows[k][2] for k in ("none", "0.80", "0.90", "0.95", "0.99")]
+    assert flagged == sorted(flagged, reverse=True)  # a stricter target never flags more

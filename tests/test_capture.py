@@ -1,8 +1,7 @@
+import numpy as np
 import pytest
 import torch
 from torch import nn
-
-import numpy as np
 
 from fld_train.capture import HeadCapture, find_head, summarise
 from fld_train.store import summarise_logits

@@ -121,3 +121,29 @@ def test_a_label_learned_early_and_confidently_is_not_relabeled():
                           learned_at_first_sight=np.arange(20) == 9)
     assert ev.flagged[9] and ev.decisions[9] == scoring.REVIEW  # fit at first sight: protected
     assert (ev.decisions[:6] == scoring.RELABEL).all()
+
+
+def test_precision_cut_keeps_the_largest_prefix_meeting_the_target():
+    flagged = np.array([True, True, True, True, False])
+    p_wrong = np.array([0.9, 0.6, 1.0, 0.7, 0.99])
+    # order 2 (1.0), 0 (0.9), 3 (0.7), 1 (0.6): running means 1.0, 0.95, 0.867, 0.8
+    np.testing.assert_array_equal(scoring.precision_cut(flagged, p_wrong, 0.95), [True, False, True, False, False])
+    np.testing.assert_array_equal(scoring.precision_cut(flagged, p_wrong, 0.5), flagged)
+    assert not scoring.precision_cut(flagged, p_wrong, 1.01).any()
+
+
+def test_target_precision_flags_a_subset_of_the_default_flags():
+    rng = np.random.default_rng(0)
+    n, c = 400, 5
+    given = rng.integers(0, c, n)
+    model = rng.dirichlet(np.ones(c), size=n)
+    knn = rng.dirichlet(np.ones(c), size=n)
+    loose = scoring.evaluate(given, model, knn)
+    strict = scoring.evaluate(given, model, knn, target_precision=0.9)
+    assert strict.flagged.sum() < loose.flagged.sum()
+    assert np.all(loose.flagged[strict.flagged])
+    p_wrong = 1 - strict.signals["posterior_given"]
+    assert strict.flagged.any() and p_wrong[strict.flagged].mean() >= 0.9
+    assert np.all(strict.decisions[loose.flagged & ~strict.flagged] == scoring.KEEP)
+    with pytest.raises(ValueError, match="`target_precision` must be"):
+        scoring.evaluate(given, model, knn, target_precision=1.5)

@@ -1,0 +1,64 @@
+"""The strictness knob: realised precision and recall of ``target_precision`` against its target.
+
+One ``action="flag"`` training per seed and setting (the model and data of ``detection.py``); each
+target re-scores the same final store with :func:`fld_train.check.run_check`, so rows differ only by
+the knob. Mean over ``--seeds``.
+
+    python benchmarks/strictness.py --dataset digits --noise symmetric:0.2 pairflip:0.4 --seeds 0 1 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import sys
+import warnings
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detection import DATASETS, fit, noisy_labels  # a sibling script
+
+from fld_train import FakeLabelDiscovery
+from fld_train.check import run_check
+from fld_train.metrics import precision_recall_f1
+
+TARGETS = (None, 0.8, 0.9, 0.95, 0.99)
+
+
+def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, float]]:
+    labels, mask = noisy_labels(data, spec, seed)
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
+    fit(data, data.x, labels, seed, [fld])
+    rows = {}
+    for target in TARGETS:
+        ev = run_check(fld.store, k=10, target_precision=target)
+        p, r, _ = precision_recall_f1(ev.flagged, mask)
+        rows["none" if target is None else f"{target:.2f}"] = (p, r, float(ev.flagged.mean()))
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    parser.add_argument("--noise", nargs="+", default=["symmetric:0.2"])
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    data = DATASETS[args.dataset]()
+    for spec in args.noise:
+        per_seed = [run_setting(data, spec, seed) for seed in args.seeds]
+        print(f"\n{args.dataset}, {spec}, mean over seeds {args.seeds}")
+        print("| target_precision | precision | recall | flagged |\n|---|---|---|---|")
+        for key in per_seed[0]:
+            p, r, f = (statistics.mean(s[key][i] for s in per_seed) for i in range(3))
+            print(f"| {key} | {p:.3f} | {r:.3f} | {f:.1%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
