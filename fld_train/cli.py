@@ -65,6 +65,7 @@ def build_parser() -> argparse.ArgumentParser:
     fit.add_argument("--accelerator", default="auto", help="Lightning accelerator (default: auto)")
     fit.add_argument("--threads", type=_positive_int, default=None,
                      help="torch CPU threads (default: torch's choice)")
+    fit.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     report = sub.add_parser("report", help="summarise a saved label report (label_report.csv)")
     report.add_argument("path", help="a label_report.csv written by LabelReport.to_csv or report_dir")
     report.add_argument("--top", type=_positive_int, default=10, help="flagged samples to list (default: 10)")
@@ -95,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 args.data_dir, args.out, model=args.model, epochs=args.epochs, action=args.action,
                 check_every=args.check_every, batch_size=args.batch_size, image_size=args.image_size,
                 limit_batches=args.limit_batches, workers=args.workers, accelerator=args.accelerator,
+                seed=args.seed,
             )
         except ValueError as err:
             print(f"fld-train fit: {err}", file=sys.stderr)

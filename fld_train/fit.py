@@ -40,13 +40,15 @@ def fit_image_folder(
     workers: int = 2,
     accelerator: str = "auto",
     progress_bar: bool = True,
+    seed: int = 0,
 ) -> FitResult:
     """Train ``model`` on the ImageFolder at ``data_dir`` with :class:`~fld_train.FakeLabelDiscovery`.
 
     Writes ``label_report.csv``, ``audit_log.csv``, ``review/review_queue.csv`` (and ``.jsonl``) and a
-    TensorBoard run under ``out``.
+    TensorBoard run under ``out``. ``seed`` seeds Lightning (model initialisation, shuffling).
     """
     out = Path(out)
+    pl.seed_everything(seed, verbose=False)
     base = image_folder_dataset(data_dir, image_size or MODELS.get(model, 32))
     classes = base.classes
     network = build_model(model, len(classes))

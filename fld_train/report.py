@@ -211,8 +211,10 @@ class LabelReport:
         n = max(len(self), 1)
         counts = {name: int(np.sum(self.decisions == name))
                   for name in ("relabel", "downweight", "review", "reviewed")}
+        unseen = int(np.sum(self.decisions == "unseen"))
         lines = [
-            f"{len(self)} samples, {int(self.flagged.sum())} flagged ({self.flagged.sum() / n:.1%}): "
+            f"{len(self)} samples{f' ({unseen} not seen in training yet)' if unseen else ''}, "
+            f"{int(self.flagged.sum())} flagged ({self.flagged.sum() / n:.1%}): "
             + ", ".join(f"{v} {k}" for k, v in counts.items()),
             "",
             f"{'class':>5} {'samples':>8} {'flagged':>8} {'relabeled':>10} {'downweighted':>13} {'mean score':>11}",
