@@ -71,3 +71,20 @@ def test_every_public_module_is_in_the_api_reference():
     public = [m.name for m in pkgutil.iter_modules(fld_train.__path__) if not m.name.startswith("_")]
     missing = [m for m in public if m not in ("cli",) and f"`fld_train.{m}`" not in text]
     assert not missing, missing
+
+
+def test_documented_fld_train_commands_parse():
+    import shlex
+
+    from fld_train.cli import build_parser
+
+    commands = []
+    for path in FILES:
+        for block in re.findall(r"```bash\n(.*?)```", (ROOT / path).read_text(), flags=re.DOTALL):
+            for line in block.replace("\\\n", " ").splitlines():
+                words = shlex.split(line)
+                if words and words[0].endswith("fld-train"):
+                    commands.append((path, words[1:]))
+    assert commands  # the docs do show the command line
+    for path, argv in commands:
+        build_parser().parse_args(argv)  # exits (fails the test) on an unknown command or option
