@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="fld-train",
         description="Find and fix mislabeled training samples while a Lightning model trains.",
         epilog="examples:\n"
-               "  fld-train demo                                   # digits, 20%% wrong labels, no download\n"
+               "  fld-train demo                                   # digits, 20% wrong labels, no download\n"
                "  fld-train fit --data-dir data/train --epochs 30  # clean an ImageFolder dataset\n"
                "  fld-train report fld_runs/fit/label_report.csv   # summarise a saved report\n"
                "\n'fld-train COMMAND --help' lists a command's options.",
