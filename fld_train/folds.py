@@ -65,9 +65,11 @@ def _default_trainer(callbacks: list[pl.Callback]) -> pl.Trainer:
 
 
 @torch.no_grad()
-def _predict(model: pl.LightningModule, num_classes: int, loader: DataLoader) -> tuple[np.ndarray, np.ndarray]:
+def _predict(
+    model: pl.LightningModule, num_classes: int, head_name: str | None, loader: DataLoader
+) -> tuple[np.ndarray, np.ndarray]:
     """Logits and embeddings (the head's input) of every sample, in loader order, in eval mode."""
-    _, head = find_head(model, num_classes)
+    _, head = find_head(model, num_classes, head_name)
     seen: list[tuple[torch.Tensor, torch.Tensor]] = []
     handle = head.register_forward_hook(
         lambda module, args, output: seen.append((args[0].detach().flatten(1).float().cpu(),
@@ -94,6 +96,7 @@ def kfold_discovery(
     num_workers: int = 0,
     k: int = 10,
     top_classes: int = 10,
+    head: str | None = None,
     seed: int = 0,
 ) -> KFoldResult:
     """Find wrong labels with K fits on K folds.
@@ -111,6 +114,7 @@ def kfold_discovery(
         num_workers: DataLoader workers.
         k: neighbours in the out-of-fold kNN vote.
         top_classes: classes per sample whose probabilities are kept.
+        head: dotted name of the classifier layer, if the automatic search picks the wrong one.
         seed: seeds the fold assignment.
 
     Returns:
@@ -136,7 +140,7 @@ def kfold_discovery(
 
     for f in range(folds):
         train_idx, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
-        fld = FakeLabelDiscovery(num_classes, check_every_n_epochs=10**9, action="flag", k=k,
+        fld = FakeLabelDiscovery(num_classes, check_every_n_epochs=10**9, action="flag", k=k, head=head,
                                  tensorboard=False, top_classes=top_classes)
         model = make_model()
         make_trainer([fld]).fit(model, DataLoader(Subset(data, train_idx), batch_size=batch_size,
@@ -150,7 +154,7 @@ def kfold_discovery(
         margin_sum[trained] += store.mean_margin()[trained]
         misclassified[trained] += ~store.correct_last[trained]
 
-        logits, emb = _predict(model, num_classes, predict_loader)
+        logits, emb = _predict(model, num_classes, head, predict_loader)
         out = summarise_logits(held, given[held], given[held], logits[held], None, kk)
         oof_cls[held], oof_val[held], oof_given[held] = out.top_classes, out.top_probs, out.given_prob
         last_epoch = int(store.last_epoch.max())
