@@ -105,6 +105,8 @@ class FakeLabelDiscovery(Callback):
         target_precision: strictness: flag only the most likely wrong samples, as many as keep the
             estimated precision at or above this (e.g. 0.95); ``None`` flags every sample whose
             combined posterior prefers another class (see :func:`fld_train.scoring.evaluate`).
+        cluster_votes: add the k-means cluster vote to the kNN vote (measured to help on structured
+            noise - pair-flip, clustered - and to change little on random noise; docs/benchmarks.md).
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -130,6 +132,7 @@ class FakeLabelDiscovery(Callback):
         embedding_dim: int | None = None,
         store_dir: str | os.PathLike[str] | None = None,
         target_precision: float | None = None,
+        cluster_votes: bool = False,
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -172,6 +175,9 @@ class FakeLabelDiscovery(Callback):
         self.target_precision = None if target_precision is None else check_float(
             "target_precision", target_precision, low=0.0, high=1.0,
             hint="It is the precision the flags should keep, e.g. 0.95; None flags by the posterior alone.")
+        if not isinstance(cluster_votes, bool):
+            raise TypeError(f"`cluster_votes` must be True or False, got {cluster_votes!r}.")
+        self.cluster_votes = cluster_votes
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -500,7 +506,7 @@ class FakeLabelDiscovery(Callback):
             action=self.action, use_gpu=self.use_gpu_index, index=self.knn_index,
             max_change_fraction=self.max_relabel_fraction,
             max_class_change_fraction=self.max_relabel_class_fraction,
-            target_precision=self.target_precision,
+            target_precision=self.target_precision, cluster_votes=self.cluster_votes,
         )
         if self.dataset is not None:  # a human's decision outranks the automatic one
             evaluation.decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED

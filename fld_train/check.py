@@ -24,6 +24,7 @@ def run_check(
     max_change_fraction: float = 1.0,
     max_class_change_fraction: float = 1.0,
     target_precision: float | None = None,
+    cluster_votes: bool = False,
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.
 
@@ -38,6 +39,8 @@ def run_check(
         max_change_fraction: see :func:`fld_train.scoring.evaluate`.
         max_class_change_fraction: see :func:`fld_train.scoring.evaluate`.
         target_precision: see :func:`fld_train.scoring.evaluate`.
+        cluster_votes: average the kNN vote with the k-means cluster vote
+            (:func:`fld_train.knn.cluster_labels`) as the neighbourhood half of the posterior.
 
     Returns:
         The :class:`~fld_train.scoring.Evaluation`.
@@ -57,6 +60,13 @@ def run_check(
         found = knn.neighbour_labels(neighbours, votes_from[rows], c)
         votes.classes[rows, : found.classes.shape[1]] = found.classes
         votes.values[rows, : found.values.shape[1]] = found.values
+        if cluster_votes:
+            clustered = knn.cluster_labels(emb, votes_from[rows], c)
+            extra = SparseProbs(np.full((n, clustered.classes.shape[1]), -1, dtype=np.int64),
+                                np.zeros((n, clustered.classes.shape[1])))
+            extra.classes[rows], extra.values[rows] = clustered.classes, clustered.values
+            votes = SparseProbs(np.concatenate([votes.classes, extra.classes], axis=1),
+                                np.concatenate([0.5 * votes.values, 0.5 * extra.values], axis=1))
     learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
     return scoring.evaluate(
         given, store.model_probs(), votes, num_classes=c, seen=seen, action=action,

@@ -239,3 +239,57 @@ def label_agreement(
     labels = check_labels("labels", labels, num_classes=num_classes, length=np.shape(embeddings)[0])
     dist = neighbour_label_distribution(search(embeddings, k=k, use_gpu=use_gpu), labels, num_classes)
     return dist[np.arange(labels.size), labels], dist
+
+
+def default_clusters(n: int, num_classes: int) -> int:
+    """Clusters for :func:`cluster_labels`: 10 per class, at most one per 20 samples, at least C."""
+    return int(max(min(10 * num_classes, n // 20), min(num_classes, n)))
+
+
+def cluster_labels(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    clusters: int | None = None,
+    top_k: int = 10,
+    seed: int = 0,
+) -> SparseProbs:
+    """Cluster consistency: each sample's cluster's label distribution, the sample itself left out.
+
+    The classic recipe (k-means on the embeddings, a majority vote per cluster) as a signal: FAISS
+    spherical k-means on the L2-normalised embeddings, then for each sample the share of each label
+    among the other members of its cluster.
+
+    Args:
+        embeddings: ``(N, D)`` features.
+        labels: ``(N,)`` labels that vote.
+        num_classes: number of classes C.
+        clusters: number of clusters (default :func:`default_clusters`).
+        top_k: label shares kept per sample (the largest).
+        seed: seeds k-means.
+
+    Returns:
+        :class:`~fld_train.sparse.SparseProbs` with ``(N, top_k)`` pairs; a sample alone in its
+        cluster gets no votes.
+    """
+    labels = check_labels("labels", labels, num_classes=num_classes, length=np.shape(embeddings)[0])
+    n = labels.size
+    clusters = default_clusters(n, num_classes) if clusters is None else check_int("clusters", clusters, minimum=1)
+    faiss = _faiss()
+    x = _normalised(np.asarray(embeddings), 0, n)
+    km = faiss.Kmeans(x.shape[1], min(clusters, n), niter=20, seed=seed, spherical=True, verbose=False,
+                      max_points_per_centroid=max(256, n // max(clusters, 1) + 1))
+    km.train(x)
+    _, assign = km.index.search(x, 1)
+    assign = assign[:, 0]
+    # (clusters x C) label counts; per sample only its cluster's top_k labels: no N x C array
+    counts = np.bincount(assign * num_classes + labels, minlength=km.k * num_classes).reshape(km.k, num_classes)
+    t = min(top_k, num_classes)
+    top = np.argpartition(-counts, t - 1, axis=1)[:, :t]
+    classes = top[assign].astype(np.int64)
+    votes = np.take_along_axis(counts, top, axis=1)[assign].astype(np.float64)
+    votes -= classes == labels[:, None]  # leave the sample itself out
+    others = (counts.sum(axis=1)[assign] - 1).astype(np.float64)[:, None]
+    values = np.divide(votes, others, out=np.zeros_like(votes), where=others > 0)
+    return SparseProbs(np.where(values > 0, classes, -1), np.maximum(values, 0.0))

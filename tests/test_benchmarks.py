@@ -51,3 +51,13 @@ def test_strictness_benchmark_rows():
     assert set(rows) == {"none", "0.80", "0.90", "0.95", "0.99"}
     flagged = [rows[k][2] for k in ("none", "0.80", "0.90", "0.95", "0.99")]
     assert flagged == sorted(flagged, reverse=True)  # a stricter target never flags more
+
+
+def test_cluster_signal_benchmark_rows():
+    bench = _load("cluster_signal")
+    data = bench.DATASETS["digits"]()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=2, hidden=32)
+    rows = bench.run_setting(small, "pairflip:0.4", seed=0)
+    assert set(rows) == set(bench.SIGNALS)
+    for f1, auc, flagged in rows.values():
+        assert 0.0 <= f1 <= 1.0 and 0.0 <= auc <= 1.0 and 0.0 <= flagged <= 1.0

@@ -192,6 +192,7 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
         ({"num_classes": 10, "knn_index": "hnsw"}, ValueError, "`knn_index` must be one of \\{'auto', "),
         ({"num_classes": 10, "top_classes": 0}, ValueError, "`top_classes` must be an int >= 1, got 0"),
         ({"num_classes": 10, "embedding_dim": -4}, ValueError, "`embedding_dim` must be an int >= 1"),
+        ({"num_classes": 10, "cluster_votes": "yes"}, TypeError, "`cluster_votes` must be True or False"),
     ],
 )
 def test_constructor_validates_arguments(kwargs, error, match):

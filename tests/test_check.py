@@ -44,3 +44,11 @@ def test_check_needs_embeddings():
     store.update(np.arange(3), np.zeros(3, int), np.zeros((3, 2)), None, 0)
     with pytest.raises(ValueError, match="holds no embeddings"):
         run_check(store)
+
+
+def test_cluster_votes_join_the_neighbourhood_signal():
+    store, _, mask = _store()
+    plain = run_check(store)
+    both = run_check(store, cluster_votes=True)
+    assert np.mean(both.flagged == mask) > 0.97
+    assert not np.allclose(both.signals["knn_agreement"], plain.signals["knn_agreement"])

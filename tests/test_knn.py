@@ -132,3 +132,16 @@ def test_neighbour_labels_are_sparse_votes(two_clusters):
     assert votes.classes.shape == (8, 3)
     np.testing.assert_allclose(votes.values.sum(axis=1), 1.0)
     np.testing.assert_allclose(votes.to_dense(2)[3], [1.0, 0.0])
+
+
+def test_cluster_labels_vote_by_cluster_leaving_the_sample_out():
+    x, y = _clustered(1000, classes=5)
+    noisy = y.copy()
+    noisy[:20] = (y[:20] + 1) % 5
+    votes = knn.cluster_labels(x, noisy, 5, clusters=5)
+    dense = votes.to_dense(5)
+    np.testing.assert_allclose(dense.sum(axis=1), 1.0)
+    assert np.mean(dense[:20].argmax(axis=1) == y[:20]) > 0.9  # the cluster outvotes the wrong label
+    assert np.mean(dense[20:].argmax(axis=1) == noisy[20:]) > 0.95
+    np.testing.assert_array_equal(knn.cluster_labels(x, noisy, 5, clusters=5).classes, votes.classes)
+    assert knn.default_clusters(1437, 10) == 71 and knn.default_clusters(50, 10) == 10
