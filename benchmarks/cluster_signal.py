@@ -11,20 +11,16 @@ over ``--seeds``.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
 import numpy as np
-import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import DATASETS, fit, noisy_labels  # a sibling script
+from detection import DATASETS, bench_parser, flag_run, quiet  # a sibling script
 
-from fld_train import FakeLabelDiscovery, knn, scoring
+from fld_train import knn, scoring
 from fld_train.metrics import auroc, precision_recall_f1
 from fld_train.sparse import SparseProbs
 
@@ -32,10 +28,7 @@ SIGNALS = ("kNN", "clusters", "kNN + clusters")
 
 
 def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, float]]:
-    labels, mask = noisy_labels(data, spec, seed)
-    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
-    fit(data, data.x, labels, seed, [fld])
-    store = fld.store
+    store, labels, mask = flag_run(data, spec, seed)
     votes = knn.neighbour_labels(knn.search(store.embeddings, k=10), labels, 10)
     clusters = knn.cluster_labels(store.embeddings, labels, 10, seed=seed)
     both = SparseProbs(np.concatenate([votes.classes, clusters.classes], axis=1),
@@ -49,15 +42,10 @@ def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, flo
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
-    parser.add_argument("--noise", nargs="+", default=["symmetric:0.2"])
+    parser = bench_parser(__doc__, ["symmetric:0.2"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet(args.threads)
     data = DATASETS[args.dataset]()
     print(f"{args.dataset}, mean over seeds {args.seeds}: F1 / AUROC / flagged")
     print("| noise | " + " | ".join(SIGNALS) + " |\n|---|" + "---|" * len(SIGNALS))

@@ -184,21 +184,41 @@ def kmeans_vote(emb: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndar
     return counts[assign].argmax(1) != labels, 1 - share
 
 
+def flag_run(data: Data, spec: str, seed: int):
+    """One ``action="flag"`` training on noisy labels: ``(store, labels, noise_mask)`` (the other
+    benchmarks re-score this store)."""
+    labels, mask = noisy_labels(data, spec, seed)
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
+    fit(data, data.x, labels, seed, [fld])
+    return fld.store, labels, mask
+
+
+def bench_parser(doc: str, noise: list[str]) -> argparse.ArgumentParser:
+    """The options every detection-style benchmark shares: dataset, noise settings, threads."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
+    parser.add_argument("--noise", nargs="+", default=noise,
+                        help="kind:rate, kind in symmetric, pairflip, instance, clustered, none")
+    parser.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def quiet(threads: int) -> None:
+    """Fix torch's thread count and silence warnings and Lightning's info lines."""
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+
 COLUMNS = ("precision", "recall", "f1", "auroc", "flagged_share", "correction", "test_acc", "time")
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
-    parser.add_argument("--noise", nargs="+", default=["symmetric:0.2"],
-                        help="kind:rate, kind in symmetric, pairflip, instance, clustered, none")
+    parser = bench_parser(__doc__, ["symmetric:0.2"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", default=None, help="also write every seed's numbers to this file")
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet(args.threads)
 
     data = DATASETS[args.dataset]()
     clean = {}

@@ -12,51 +12,42 @@ and kNN label distribution, averaged) is judged two ways:
 
 from __future__ import annotations
 
-import argparse
-import logging
-import warnings
+import sys
+from pathlib import Path
 
 import numpy as np
-import torch
 
-from fld_train import FakeLabelDiscovery, knn, scoring
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detection import DATASETS, bench_parser, flag_run, quiet  # a sibling script
+
+from fld_train import knn, scoring
 from fld_train.metrics import precision_recall_f1
 
-try:
-    from detection import DATASETS, fit, noisy_labels
-except ImportError:  # run from the repository root
-    from benchmarks.detection import DATASETS, fit, noisy_labels
+
+def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, float, float]]:
+    """``rule -> (flagged share, precision, recall, F1)`` for one flag-mode run."""
+    store, labels, mask = flag_run(data, spec, seed)
+    dist = knn.neighbour_label_distribution(knn.search(store.embeddings, k=10), labels, 10)
+    q = 0.5 * store.model_probs().to_dense(10) + 0.5 * dist  # C = 10: dense is fine here
+    t = scoring.per_class_thresholds(q[np.arange(labels.size), labels], labels, store.seen, 10)
+    confident = np.where(q >= t[None, :] - 1e-9, q, -np.inf)
+    has = np.isfinite(confident).any(axis=1)
+    rules = {"confident learning": has & (confident.argmax(axis=1) != labels),
+             "posterior argmax": q.argmax(axis=1) != labels}
+    return {name: (float(flagged.mean()), *precision_recall_f1(flagged, mask)) for name, flagged in rules.items()}
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
-    parser.add_argument("--noise", nargs="+", default=["symmetric:0.2", "instance:0.3"])
+    parser = bench_parser(__doc__, ["symmetric:0.2", "instance:0.3"])
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet(args.threads)
     data = DATASETS[args.dataset]()
     print(f"{args.dataset}, seed {args.seed}")
     print("| noise | rule | flagged | precision | recall | F1 |\n|---|---|---|---|---|---|")
     for spec in args.noise:
-        labels, mask = noisy_labels(data, spec, args.seed)
-        fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
-        fit(data, data.x, labels, args.seed, [fld])
-        store = fld.store
-        dist = knn.neighbour_label_distribution(knn.search(store.embeddings.astype(np.float32), k=10),
-                                                labels, 10)
-        q = 0.5 * store.mean_class_probs() + 0.5 * dist
-        t = scoring.per_class_thresholds(q, labels, store.seen)
-        confident = np.where(q >= t[None, :] - 1e-9, q, -np.inf)
-        has = np.isfinite(confident).any(axis=1)
-        rules = {"confident learning": has & (confident.argmax(axis=1) != labels),
-                 "posterior argmax": q.argmax(axis=1) != labels}
-        for name, flagged in rules.items():
-            p, r, f1 = precision_recall_f1(flagged, mask)
-            print(f"| {spec} | {name} | {flagged.mean():.1%} | {p:.3f} | {r:.3f} | {f1:.3f} |", flush=True)
+        for name, (share, p, r, f1) in run_setting(data, spec, args.seed).items():
+            print(f"| {spec} | {name} | {share:.1%} | {p:.3f} | {r:.3f} | {f1:.3f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -9,19 +9,13 @@ the knob. Mean over ``--seeds``.
 
 from __future__ import annotations
 
-import argparse
-import logging
 import statistics
 import sys
-import warnings
 from pathlib import Path
 
-import torch
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import DATASETS, fit, noisy_labels  # a sibling script
+from detection import DATASETS, bench_parser, flag_run, quiet  # a sibling script
 
-from fld_train import FakeLabelDiscovery
 from fld_train.check import run_check
 from fld_train.metrics import precision_recall_f1
 
@@ -29,27 +23,20 @@ TARGETS = (None, 0.8, 0.9, 0.95, 0.99)
 
 
 def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, float]]:
-    labels, mask = noisy_labels(data, spec, seed)
-    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
-    fit(data, data.x, labels, seed, [fld])
+    store, _, mask = flag_run(data, spec, seed)
     rows = {}
     for target in TARGETS:
-        ev = run_check(fld.store, k=10, target_precision=target)
+        ev = run_check(store, k=10, target_precision=target)
         p, r, _ = precision_recall_f1(ev.flagged, mask)
         rows["none" if target is None else f"{target:.2f}"] = (p, r, float(ev.flagged.mean()))
     return rows
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
-    parser.add_argument("--noise", nargs="+", default=["symmetric:0.2"])
+    parser = bench_parser(__doc__, ["symmetric:0.2"])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet(args.threads)
     data = DATASETS[args.dataset]()
     for spec in args.noise:
         per_seed = [run_setting(data, spec, seed) for seed in args.seeds]

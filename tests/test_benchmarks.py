@@ -61,3 +61,12 @@ def test_cluster_signal_benchmark_rows():
     assert set(rows) == set(bench.SIGNALS)
     for f1, auc, flagged in rows.values():
         assert 0.0 <= f1 <= 1.0 and 0.0 <= auc <= 1.0 and 0.0 <= flagged <= 1.0
+
+
+def test_flag_rules_benchmark_rows():
+    bench = _load("flag_rules")
+    data = bench.DATASETS["digits"]()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=2, hidden=32)
+    rows = bench.run_setting(small, "symmetric:0.2", seed=0)
+    assert set(rows) == {"confident learning", "posterior argmax"}
+    assert all(0.0 <= v <= 1.0 for row in rows.values() for v in row)
