@@ -32,7 +32,8 @@ def test_detection_benchmark_rows(noise):
         assert 0.0 <= r["flagged_share"] <= 1.0, method
         if noise != "none:0":
             assert 0.0 <= r["auroc"] <= 1.0, method
-    assert rows["cleanlab 5-fold"]["time"] > 2.0  # five trainings on 4/5 of the data each, against one
+    # ratios only; their size is measured by the benchmark itself, never asserted in a unit test
+    assert all(r["time"] > 0 for r in rows.values())
 
 
 def test_knn_scale_benchmark_row():
