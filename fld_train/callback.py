@@ -192,6 +192,7 @@ class FakeLabelDiscovery(Callback):
         self._pending_epoch = -1
         self._given_on_device: torch.Tensor | None = None
         self._weights_on_device: torch.Tensor | None = None
+        self._weights_key: tuple[int, torch.device] | None = None
         self._projection: torch.Tensor | None = None
         self._strategy: Any = None
 
@@ -261,14 +262,13 @@ class FakeLabelDiscovery(Callback):
         self._batch = self._split_batch(batch)
         indices = self._batch[1]
         weights = None
-        if self.dataset is not None and self.dataset.has_reduced_weights:  # down-weighted or excluded
-            if indices.device.type == "cpu":
-                w = self.dataset.weights_of(indices)
-                weights = w if bool((w < 1).any()) else None
-            else:  # a device copy, refreshed after each check: no host round trip per batch
-                if self._weights_on_device is None or self._weights_on_device.device != indices.device:
-                    self._weights_on_device = torch.from_numpy(self.dataset.weights).to(indices.device)
-                weights = self._weights_on_device[indices]
+        ds = self.dataset
+        if ds is not None and ds.has_reduced_weights:  # down-weighted or excluded samples exist
+            # a copy on the batch's device, refreshed when the weights change: no host round trip
+            key = (ds.weights_version, indices.device)
+            if self._weights_on_device is None or self._weights_key != key:
+                self._weights_on_device, self._weights_key = torch.from_numpy(ds.weights).to(indices.device), key
+            weights = self._weights_on_device[indices]
         self._capture.arm(indices.shape[0], weights)
 
     @override
@@ -479,7 +479,6 @@ class FakeLabelDiscovery(Callback):
         payload = trainer.strategy.broadcast(payload, src=0)
         evaluation: scoring.Evaluation = payload
         self._apply(evaluation, epoch)
-        self._weights_on_device = None
         ds = self.dataset
         current = ds.current_labels if ds is not None else self.store.given_labels
         self._report = LabelReport.from_evaluation(

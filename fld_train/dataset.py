@@ -108,6 +108,7 @@ class RelabeledDataset(Dataset):
         self._log: list[Change] = []
         self._reviews: dict[int, Review] = {}
         self._reduced_weights = 0  # samples with weight < 1, kept current by every weight change
+        self._weights_version = 0  # counts weight writes, so copies elsewhere know when to refresh
 
     # ------------------------------------------------------------------ Dataset API
     def __len__(self) -> int:
@@ -134,6 +135,12 @@ class RelabeledDataset(Dataset):
     def weights(self) -> np.ndarray:
         """``(N,)`` float32 per-sample training weights (1 unless down-weighted; a copy)."""
         return self._weights.numpy().copy()
+
+    @property
+    def weights_version(self) -> int:
+        """Increases with every write to the weights (a copy made at one version is current while
+        the version stays the same)."""
+        return self._weights_version
 
     @property
     def has_reduced_weights(self) -> bool:
@@ -205,6 +212,7 @@ class RelabeledDataset(Dataset):
         changed = old != new
         self._weights[torch.from_numpy(idx[changed])] = torch.from_numpy(np.array(new[changed]))
         self._reduced_weights += int(np.sum(new[changed] < 1)) - int(np.sum(old[changed] < 1))
+        self._weights_version += int(changed.any())
         self._record(idx, old, new, changed, "weight", epoch, reasons)
         return int(changed.sum())
 
@@ -293,6 +301,7 @@ class RelabeledDataset(Dataset):
         if "weights" in state:
             self._weights.copy_(torch.as_tensor(np.asarray(state["weights"], dtype=np.float32)))
             self._reduced_weights = int((self._weights < 1).sum())
+            self._weights_version += 1
         if "audit_log" in state:
             self._log = [Change(**entry) for entry in state["audit_log"]]
         if "reviews" in state:

@@ -135,3 +135,15 @@ def test_constructor_errors_name_the_problem():
         RelabeledDataset(_base(), num_classes=2)
     with pytest.raises(ValueError, match="must hold integers"):
         RelabeledDataset(_base(3), labels=[0.5, 1.0, 2.0])
+
+
+def test_weights_version_counts_real_weight_writes():
+    ds = RelabeledDataset(_base())
+    start = ds.weights_version
+    ds.set_weights([1, 2], 1.0)  # no change
+    assert ds.weights_version == start
+    ds.set_weights([1, 2], 0.5)
+    assert ds.weights_version == start + 1
+    other = RelabeledDataset(_base())
+    other.load_state_dict(ds.state_dict())
+    assert other.weights_version > 0 and other.has_reduced_weights
