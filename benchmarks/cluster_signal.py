@@ -11,14 +11,13 @@ over ``--seeds``.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import DATASETS, bench_parser, flag_run, quiet  # a sibling script
+from detection import bench_parser, flag_run, mean_rows, start  # a sibling script
 
 from fld_train import knn, scoring
 from fld_train.metrics import auroc, precision_recall_f1
@@ -42,19 +41,13 @@ def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, flo
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, ["symmetric:0.2"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    args = parser.parse_args()
-    quiet(args.threads)
-    data = DATASETS[args.dataset]()
+    args = bench_parser(__doc__, ["symmetric:0.2"]).parse_args()
+    data = start(args)
     print(f"{args.dataset}, mean over seeds {args.seeds}: F1 / AUROC / flagged")
     print("| noise | " + " | ".join(SIGNALS) + " |\n|---|" + "---|" * len(SIGNALS))
     for spec in args.noise:
-        per_seed = [run_setting(data, spec, seed) for seed in args.seeds]
-        cells = []
-        for name in SIGNALS:
-            f1, auc, flagged = (statistics.mean(s[name][i] for s in per_seed) for i in range(3))
-            cells.append(f"{f1:.3f} / {auc:.3f} / {flagged:.1%}")
+        rows = mean_rows([run_setting(data, spec, seed) for seed in args.seeds])
+        cells = [f"{f1:.3f} / {auc:.3f} / {flagged:.1%}" for f1, auc, flagged in (rows[n] for n in SIGNALS)]
         print(f"| {spec} | " + " | ".join(cells) + " |", flush=True)
 
 

@@ -193,21 +193,30 @@ def flag_run(data: Data, spec: str, seed: int):
     return fld.store, labels, mask
 
 
-def bench_parser(doc: str, noise: list[str]) -> argparse.ArgumentParser:
-    """The options every detection-style benchmark shares: dataset, noise settings, threads."""
+def bench_parser(doc: str, noise: list[str], *, seeds: bool = True) -> argparse.ArgumentParser:
+    """The options every detection-style benchmark shares: dataset, noise settings, threads and
+    (``seeds``) the seeds to average over."""
     parser = argparse.ArgumentParser(description=doc.splitlines()[0])
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     parser.add_argument("--noise", nargs="+", default=noise,
                         help="kind:rate, kind in symmetric, pairflip, instance, clustered, none")
     parser.add_argument("--threads", type=int, default=2)
+    if seeds:
+        parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     return parser
 
 
-def quiet(threads: int) -> None:
-    """Fix torch's thread count and silence warnings and Lightning's info lines."""
-    torch.set_num_threads(threads)
+def start(args: argparse.Namespace) -> Data:
+    """Fix torch's thread count, silence warnings and Lightning's info lines, load ``--dataset``."""
+    torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    return DATASETS[args.dataset]()
+
+
+def mean_rows(per_seed: list[dict[str, tuple[float, ...]]]) -> dict[str, tuple[float, ...]]:
+    """Average each row's numbers over the seeds (rows keyed alike in every seed)."""
+    return {key: tuple(statistics.mean(v) for v in zip(*(s[key] for s in per_seed))) for key in per_seed[0]}
 
 
 COLUMNS = ("precision", "recall", "f1", "auroc", "flagged_share", "correction", "test_acc", "time")
@@ -215,12 +224,10 @@ COLUMNS = ("precision", "recall", "f1", "auroc", "flagged_share", "correction", 
 
 def main() -> None:
     parser = bench_parser(__doc__, ["symmetric:0.2"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--json", default=None, help="also write every seed's numbers to this file")
     args = parser.parse_args()
-    quiet(args.threads)
+    data = start(args)
 
-    data = DATASETS[args.dataset]()
     clean = {}
     for seed in args.seeds:
         m, _, _ = fit(data, data.x, data.y, seed)

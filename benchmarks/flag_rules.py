@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import DATASETS, bench_parser, flag_run, quiet  # a sibling script
+from detection import bench_parser, flag_run, start  # a sibling script
 
 from fld_train import knn, scoring
 from fld_train.metrics import precision_recall_f1
@@ -38,11 +38,10 @@ def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, flo
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, ["symmetric:0.2", "instance:0.3"])
+    parser = bench_parser(__doc__, ["symmetric:0.2", "instance:0.3"], seeds=False)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    quiet(args.threads)
-    data = DATASETS[args.dataset]()
+    data = start(args)
     print(f"{args.dataset}, seed {args.seed}")
     print("| noise | rule | flagged | precision | recall | F1 |\n|---|---|---|---|---|---|")
     for spec in args.noise:

@@ -9,12 +9,11 @@ the knob. Mean over ``--seeds``.
 
 from __future__ import annotations
 
-import statistics
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import DATASETS, bench_parser, flag_run, quiet  # a sibling script
+from detection import bench_parser, flag_run, mean_rows, start  # a sibling script
 
 from fld_train.check import run_check
 from fld_train.metrics import precision_recall_f1
@@ -33,17 +32,13 @@ def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, flo
 
 
 def main() -> None:
-    parser = bench_parser(__doc__, ["symmetric:0.2"])
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
-    args = parser.parse_args()
-    quiet(args.threads)
-    data = DATASETS[args.dataset]()
+    args = bench_parser(__doc__, ["symmetric:0.2"]).parse_args()
+    data = start(args)
     for spec in args.noise:
-        per_seed = [run_setting(data, spec, seed) for seed in args.seeds]
+        rows = mean_rows([run_setting(data, spec, seed) for seed in args.seeds])
         print(f"\n{args.dataset}, {spec}, mean over seeds {args.seeds}")
         print("| target_precision | precision | recall | flagged |\n|---|---|---|---|")
-        for key in per_seed[0]:
-            p, r, f = (statistics.mean(s[key][i] for s in per_seed) for i in range(3))
+        for key, (p, r, f) in rows.items():
             print(f"| {key} | {p:.3f} | {r:.3f} | {f:.1%} |", flush=True)
 
 

@@ -46,7 +46,7 @@ def test_knn_scale_benchmark_row():
 
 def test_strictness_benchmark_rows():
     bench = _load("strictness")
-    data = bench.DATASETS["digits"]()
+    data = _load("detection").load_digits_data()
     small = replace(data, x=data.x[:400], y=data.y[:400], epochs=2, hidden=32)
     rows = bench.run_setting(small, "symmetric:0.2", seed=0)
     assert set(rows) == {"none", "0.80", "0.90", "0.95", "0.99"}
@@ -56,7 +56,7 @@ def test_strictness_benchmark_rows():
 
 def test_cluster_signal_benchmark_rows():
     bench = _load("cluster_signal")
-    data = bench.DATASETS["digits"]()
+    data = _load("detection").load_digits_data()
     small = replace(data, x=data.x[:400], y=data.y[:400], epochs=2, hidden=32)
     rows = bench.run_setting(small, "pairflip:0.4", seed=0)
     assert set(rows) == set(bench.SIGNALS)
@@ -66,7 +66,7 @@ def test_cluster_signal_benchmark_rows():
 
 def test_flag_rules_benchmark_rows():
     bench = _load("flag_rules")
-    data = bench.DATASETS["digits"]()
+    data = _load("detection").load_digits_data()
     small = replace(data, x=data.x[:400], y=data.y[:400], epochs=2, hidden=32)
     rows = bench.run_setting(small, "symmetric:0.2", seed=0)
     assert set(rows) == {"confident learning", "posterior argmax"}
