@@ -14,37 +14,11 @@ import argparse
 import lightning as L
 import numpy as np
 import torch
-from torch import nn
-from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from fld_train import FakeLabelDiscovery, RelabeledDataset
+from fld_train.demo import Conv1dClassifier
 from fld_train.noise import inject_noise
-
-
-class CNN1d(L.LightningModule):
-    def __init__(self, num_classes: int = 10, width: int = 32) -> None:
-        super().__init__()
-        self.features = nn.Sequential(
-            nn.Conv1d(1, width, 5, padding=2), nn.ReLU(),
-            nn.Conv1d(width, width, 5, padding=2, stride=2), nn.ReLU(),
-            nn.Conv1d(width, width, 5, padding=2, stride=2), nn.ReLU(),
-            nn.Flatten(),
-        )
-        self.fc = nn.LazyLinear(128)
-        self.head = nn.Linear(128, num_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(F.relu(self.fc(self.features(x.unsqueeze(1)))))
-
-    def training_step(self, batch, batch_idx):
-        x, y, _idx = batch  # the index is for the callback
-        loss = F.cross_entropy(self(x), y)
-        self.log("train_loss", loss)
-        return loss
-
-    def configure_optimizers(self):
-        return torch.optim.Adam(self.parameters(), lr=2e-3)
 
 
 def load(limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
@@ -64,8 +38,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
 
     x, y_true = load(args.limit)
     y_noisy, noise_mask = inject_noise(y_true, 10, rate=0.2, seed=0)
-    model = CNN1d()
-    model(torch.zeros(1, x.shape[1]))  # materialise the lazy layer before training
+    model = Conv1dClassifier(x.shape[1], 10)  # three 1-D convolutions, then the classifier `head`
     train_set = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(y_noisy)))
     fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=3, action="flag")
     trainer = L.Trainer(max_epochs=args.epochs, callbacks=[fld], default_root_dir=args.out,

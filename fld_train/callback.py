@@ -90,6 +90,9 @@ class FakeLabelDiscovery(Callback):
         max_relabel_fraction: one check changes at most this share of the labels; the
             highest-scored candidates go first, the rest go to review.
         max_relabel_class_fraction: ... and at most this share of one (given) class.
+        max_flag_class_fraction: at most this share of one (given) class is flagged, the
+            highest-scored first; it protects rare and hard classes, whose correct labels the
+            neighbours outvote (``1.0``: no cap).
         report_dir: if set, rank 0 writes ``label_report.csv`` and ``audit_log.csv`` there after
             every check, atomically (a reader never sees a half-written file).
         noise_mask: ``(N,)`` bool, the known wrong labels (benchmarks, demos): adds precision,
@@ -124,6 +127,7 @@ class FakeLabelDiscovery(Callback):
         use_gpu_index: bool | None = None,
         max_relabel_fraction: float = 0.5,
         max_relabel_class_fraction: float = 0.5,
+        max_flag_class_fraction: float = 0.5,
         report_dir: str | os.PathLike[str] | None = None,
         noise_mask: np.ndarray | None = None,
         tensorboard: bool | TensorBoardOptions = True,
@@ -158,6 +162,10 @@ class FakeLabelDiscovery(Callback):
         self.max_relabel_class_fraction = check_float(
             "max_relabel_class_fraction", max_relabel_class_fraction, low=0.0, high=1.0,
             hint="It is the share of one class's labels one check may change.",
+        )
+        self.max_flag_class_fraction = check_float(
+            "max_flag_class_fraction", max_flag_class_fraction, low=0.0, high=1.0,
+            hint="It is the largest share of one class that may be flagged; 1.0 = no cap.",
         )
         self.report_dir = None if report_dir is None else Path(report_dir)
         self.noise_mask = None if noise_mask is None else np.asarray(noise_mask, dtype=bool)
@@ -505,6 +513,7 @@ class FakeLabelDiscovery(Callback):
             action=self.action, use_gpu=self.use_gpu_index, index=self.knn_index,
             max_change_fraction=self.max_relabel_fraction,
             max_class_change_fraction=self.max_relabel_class_fraction,
+            max_flag_class_fraction=self.max_flag_class_fraction,
             target_precision=self.target_precision, cluster_votes=self.cluster_votes,
         )
         if self.dataset is not None:  # a human's decision outranks the automatic one

@@ -23,6 +23,7 @@ def run_check(
     index: str = "auto",
     max_change_fraction: float = 1.0,
     max_class_change_fraction: float = 1.0,
+    max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
     cluster_votes: bool = False,
 ) -> scoring.Evaluation:
@@ -38,6 +39,7 @@ def run_check(
         index: see :func:`fld_train.knn.search`.
         max_change_fraction: see :func:`fld_train.scoring.evaluate`.
         max_class_change_fraction: see :func:`fld_train.scoring.evaluate`.
+        max_flag_class_fraction: see :func:`fld_train.scoring.evaluate`.
         target_precision: see :func:`fld_train.scoring.evaluate`.
         cluster_votes: average the kNN vote with the k-means cluster vote
             (:func:`fld_train.knn.cluster_labels`) as the neighbourhood half of the posterior.
@@ -72,7 +74,7 @@ def run_check(
         given, store.model_probs(), votes, num_classes=c, seen=seen, action=action,
         current_labels=votes_from, learned_at_first_sight=learned_at_first_sight,
         max_change_fraction=max_change_fraction, max_class_change_fraction=max_class_change_fraction,
-        target_precision=target_precision,
+        max_flag_class_fraction=max_flag_class_fraction, target_precision=target_precision,
         extra_signals={
             "aum_margin": store.mean_margin(),
             "given_prob_variability": store.given_prob_variability(),

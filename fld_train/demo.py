@@ -63,6 +63,43 @@ class MLPClassifier(pl.LightningModule):
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
+class Conv1dClassifier(pl.LightningModule):
+    """A small 1-D CNN for sequences (e.g. MNIST-1D), with the same batches and ``self.head`` as
+    :class:`MLPClassifier`.
+
+    Args:
+        length: sequence length (inputs are ``(batch, length)``).
+        num_classes: number of classes.
+        width: channels of the three convolutions.
+        lr: Adam learning rate.
+    """
+
+    def __init__(self, length: int, num_classes: int, width: int = 32, lr: float = 2e-3) -> None:
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv1d(1, width, 5, padding=2), nn.ReLU(),
+            nn.Conv1d(width, width, 5, padding=2, stride=2), nn.ReLU(),
+            nn.Conv1d(width, width, 5, padding=2, stride=2), nn.ReLU(),
+            nn.Flatten(),
+        )
+        out_length = (((length + 1) // 2) + 1) // 2  # two stride-2 convolutions with padding 2
+        self.fc = nn.Linear(width * out_length, 128)
+        self.head = nn.Linear(128, num_classes)
+        self.lr = lr
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(F.relu(self.fc(self.features(x.unsqueeze(1)))))
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, _idx = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train_loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
 @dataclass(frozen=True)
 class DemoResult:
     """What :func:`run_demo` measured."""

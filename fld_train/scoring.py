@@ -155,6 +155,7 @@ def evaluate(
     learned_at_first_sight: np.ndarray | None = None,
     max_change_fraction: float = 1.0,
     max_class_change_fraction: float = 1.0,
+    max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
@@ -181,6 +182,10 @@ def evaluate(
             is the sign of a clean label, whatever the neighbours say.
         max_change_fraction: one check changes at most this share of the seen samples' labels.
         max_class_change_fraction: ... and at most this share of one given class.
+        max_flag_class_fraction: at most this share of the seen samples of one given class is
+            flagged, the highest-scored first; the rest of that class's candidates are kept (signal
+            ``over_class_cap`` marks them). It protects rare and hard classes, whose correct labels the
+            neighbours and a weak model outvote. ``1.0`` turns the cap off.
         target_precision: the strictness knob. ``None`` flags every sample whose posterior prefers
             another class. A value in ``(0, 1)`` keeps only the most likely wrong of those, as many
             as keep the estimated precision at or above it: each flag's chance of being right is
@@ -214,6 +219,8 @@ def evaluate(
     budget = (
         check_float("max_change_fraction", max_change_fraction, low=0.0, high=1.0),
         check_float("max_class_change_fraction", max_class_change_fraction, low=0.0, high=1.0),
+        check_float("max_flag_class_fraction", max_flag_class_fraction, low=0.0, high=1.0,
+                    hint="It is the largest share of one class that may be flagged; 1.0 = no cap."),
     )
     return _evaluate_impl(given, c, model, neighbours, seen, action, model_weight, current, early, budget,
                           target_precision, dict(extra_signals or {}))
@@ -246,7 +253,7 @@ def _evaluate_impl(
     model_weight: float,
     current: np.ndarray,
     early: np.ndarray,
-    budget: tuple[float, float],
+    budget: tuple[float, float, float],
     target_precision: float | None,
     extra: dict[str, np.ndarray],
 ) -> Evaluation:
@@ -271,6 +278,9 @@ def _evaluate_impl(
     flagged = seen & (suggested != given) & (q_suggested > q_given)
     if target_precision is not None:
         flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
+    capped = within_budget(flagged, scores, given, num_classes, max_fraction=1.0,
+                           max_class_fraction=budget[2], population=seen)
+    over_cap, flagged = flagged & ~capped, capped
     # a sample exactly at its class's mean is confident; the tolerance absorbs summation rounding
     confident = (q_suggested >= thresholds[suggested] - 1e-9) & (q_suggested > 0)
 
@@ -297,6 +307,7 @@ def _evaluate_impl(
         "model_given_prob": model_given,
         "knn_agreement": seg.at(seg_knn, given),
         "posterior_given": q_given,
+        "over_class_cap": over_cap.astype(np.float64),
         **extra,
     }
     return Evaluation(

@@ -71,3 +71,13 @@ def test_flag_rules_benchmark_rows():
     rows = bench.run_setting(small, "symmetric:0.2", seed=0)
     assert set(rows) == {"confident learning", "posterior argmax"}
     assert all(0.0 <= v <= 1.0 for row in rows.values() for v in row)
+
+
+def test_rare_class_benchmark_rows():
+    bench = _load("rare_class")
+    data = _load("detection").load_digits_data()
+    small = replace(data, x=data.x[:500], y=data.y[:500], epochs=2, hidden=32)
+    rows = bench.run_setting(small, "symmetric:0.2", seed=0, rare_class=8, keep=6, caps=[1.0, 0.5, 0.25])
+    assert int((bench.rare_data(small, 8, 6, 0).y == 8).sum()) == 6
+    flagged_in_rare = [rows[cap][0] for cap in (1.0, 0.5, 0.25)]
+    assert flagged_in_rare == sorted(flagged_in_rare, reverse=True)  # a tighter cap never flags more

@@ -13,11 +13,12 @@ from fld_train.review import human_agreement, queue_order
 
 
 def _report_and_dataset():
-    """Six samples, two classes; 3, 4 and 5 are labelled 0 but look like 1, and were relabeled."""
+    """Six samples, two classes; 3, 4 and 5 are labelled 0 but look like 1, and were relabeled (three
+    of five: over the default flag cap of half a class, lifted here)."""
     given = np.array([0, 0, 1, 0, 0, 0])
     model = np.array([[0.9, 0.1], [0.8, 0.2], [0.3, 0.7], [0.1, 0.9], [0.2, 0.8], [0.3, 0.7]])
     knn = np.array([[1.0, 0.0], [1.0, 0.0], [0.2, 0.8], [0.0, 1.0], [0.0, 1.0], [0.0, 1.0]])
-    ev = scoring.evaluate(given, model, knn, action="relabel")
+    ev = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0)
     ds = RelabeledDataset(list(zip(np.zeros(6), given)), num_classes=2)
     relabel = np.flatnonzero(ev.decisions == scoring.RELABEL)
     ds.set_labels(relabel, ev.suggested_labels[relabel], epoch=1, reason="relabel")

@@ -84,7 +84,8 @@ def test_budget_keeps_the_best_scored_changes_overall_and_per_class():
 
 
 def _many_flips():
-    """Ten samples of class 0 and ten of class 1; samples 0-5 are labelled 0 but look like 1."""
+    """Ten samples of class 0 and ten of class 1; samples 0-5 are labelled 0 but look like 1 (over
+    the default flag cap of half a class: the tests below that use it lift the cap)."""
     given = np.array([0] * 10 + [1] * 10)
     model = np.tile([0.9, 0.1], (20, 1))
     model[10:] = [0.1, 0.9]
@@ -96,7 +97,7 @@ def _many_flips():
 def test_relabels_beyond_the_budget_go_to_review():
     given, model, knn = _many_flips()
     ev = scoring.evaluate(given, model, knn, action="relabel", max_change_fraction=1.0,
-                          max_class_change_fraction=0.2)
+                          max_class_change_fraction=0.2, max_flag_class_fraction=1.0)
     assert ev.flagged[:6].all()
     assert (ev.decisions == scoring.RELABEL).sum() == 2 and (ev.decisions == scoring.REVIEW).sum() == 4
 
@@ -106,7 +107,8 @@ def test_standing_relabels_do_not_use_the_budget():
     current = given.copy()
     current[:6] = 1  # relabeled at an earlier check
     ev = scoring.evaluate(given, model, knn, action="relabel", current_labels=current,
-                          max_change_fraction=0.0, max_class_change_fraction=0.0)
+                          max_change_fraction=0.0, max_class_change_fraction=0.0,
+                          max_flag_class_fraction=1.0)
     np.testing.assert_array_equal(ev.decisions[:6], scoring.RELABEL)
 
 
@@ -115,10 +117,11 @@ def test_a_label_learned_early_and_confidently_is_not_relabeled():
     # sample 9 (given 0): the model leans to 1 but its given-label probability 0.45 still reaches
     # class 0's threshold (0.42: six of ten class-0 samples look like 1); the neighbours say 1
     model[9], knn[9] = [0.45, 0.55], [0.0, 1.0]
-    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.05)
+    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.05,
+                          max_flag_class_fraction=1.0)
     assert ev.decisions[9] == scoring.RELABEL
     ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.05,
-                          learned_at_first_sight=np.arange(20) == 9)
+                          learned_at_first_sight=np.arange(20) == 9, max_flag_class_fraction=1.0)
     assert ev.flagged[9] and ev.decisions[9] == scoring.REVIEW  # fit at first sight: protected
     assert (ev.decisions[:6] == scoring.RELABEL).all()
 
@@ -147,3 +150,24 @@ def test_target_precision_flags_a_subset_of_the_default_flags():
     assert np.all(strict.decisions[loose.flagged & ~strict.flagged] == scoring.KEEP)
     with pytest.raises(ValueError, match="`target_precision` must be"):
         scoring.evaluate(given, model, knn, target_precision=1.5)
+
+
+def test_flags_are_capped_per_class_best_scored_first():
+    # class 1 is rare (4 samples) and its neighbourhood votes for class 0: all four look wrong
+    given = np.array([0] * 6 + [1] * 4)
+    model = np.array([[0.9, 0.1]] * 6 + [[0.6, 0.4], [0.7, 0.3], [0.8, 0.2], [0.9, 0.1]])
+    knn = np.array([[1.0, 0.0]] * 10)
+    uncapped = scoring.evaluate(given, model, knn, max_flag_class_fraction=1.0)
+    np.testing.assert_array_equal(uncapped.flagged, [False] * 6 + [True] * 4)
+    ev = scoring.evaluate(given, model, knn)  # default cap: half a class
+    np.testing.assert_array_equal(ev.flagged, [False] * 8 + [True] * 2)  # the two highest scores
+    np.testing.assert_array_equal(ev.signals["over_class_cap"], [0.0] * 6 + [1.0, 1.0, 0.0, 0.0])
+    np.testing.assert_array_equal(ev.decisions[6:8], scoring.KEEP)
+    assert ev.scores[6] > 0.5  # the score still says what the signals think
+    relabel = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=0.25)
+    assert relabel.flagged.sum() == 1 and not np.any(relabel.decisions[6:9] == scoring.RELABEL)
+
+
+def test_flag_cap_is_validated():
+    with pytest.raises(ValueError, match="max_flag_class_fraction.*1.5"):
+        scoring.evaluate(*_case(), max_flag_class_fraction=1.5)

@@ -87,7 +87,7 @@ def test_top_k_model_probs_score_like_the_truncated_dense_ones():
     given = rng.integers(0, c, size=n)
     top = SparseProbs.from_dense(model, top_k=5)
     knn = SparseProbs(rng.integers(0, c, size=(n, 10)), np.full((n, 10), 0.1))
-    ev = scoring.evaluate(given, top, knn, num_classes=c)
+    ev = scoring.evaluate(given, top, knn, num_classes=c, max_flag_class_fraction=1.0)  # the rule, uncapped
     score, suggested, flagged = _reference(given, top.to_dense(c), knn.to_dense(c))
     np.testing.assert_allclose(ev.scores, score, atol=1e-12)
     np.testing.assert_array_equal(ev.suggested_labels, suggested)
