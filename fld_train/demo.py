@@ -32,7 +32,22 @@ from fld_train.report import LabelReport
 from fld_train.tensorboard import TensorBoardOptions
 
 
-class MLPClassifier(pl.LightningModule):
+class _Classifier(pl.LightningModule):
+    """Cross-entropy on ``(x, y, idx)`` batches (the index is the callback's), Adam at ``self.lr``."""
+
+    lr: float
+
+    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
+        x, y, _idx = batch
+        loss = F.cross_entropy(self(x), y)
+        self.log("train_loss", loss, on_epoch=True, on_step=False)
+        return loss
+
+    def configure_optimizers(self) -> torch.optim.Optimizer:
+        return torch.optim.Adam(self.parameters(), lr=self.lr)
+
+
+class MLPClassifier(_Classifier):
     """A small MLP whose ``training_step`` reads ``(x, y, idx)`` batches; ``self.head`` is the classifier.
 
     Args:
@@ -53,17 +68,8 @@ class MLPClassifier(pl.LightningModule):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        x, y, _idx = batch
-        loss = F.cross_entropy(self(x), y)
-        self.log("train_loss", loss, on_epoch=True, on_step=False)
-        return loss
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
-
-
-class Conv1dClassifier(pl.LightningModule):
+class Conv1dClassifier(_Classifier):
     """A small 1-D CNN for sequences (e.g. MNIST-1D), with the same batches and ``self.head`` as
     :class:`MLPClassifier`.
 
@@ -89,15 +95,6 @@ class Conv1dClassifier(pl.LightningModule):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(F.relu(self.fc(self.features(x.unsqueeze(1)))))
-
-    def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
-        x, y, _idx = batch
-        loss = F.cross_entropy(self(x), y)
-        self.log("train_loss", loss, on_epoch=True, on_step=False)
-        return loss
-
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
 
 
 @dataclass(frozen=True)
