@@ -1,7 +1,7 @@
 """Detection benchmark: fld-train against cleanlab's 5-fold cross-validation and classic baselines.
 
 Every method sees the same data, the same noisy labels and the same model (``--model``: an MLP on
-digits, a 1-D CNN on MNIST-1D by default), in one run:
+digits, a 1-D CNN on MNIST-1D, a small CNN on CIFAR-10 by default), in one run:
 
 - ``fld-train``: ``FakeLabelDiscovery(action="flag")``, one training run.
 - ``fld-train relabel``: ``action="relabel"``, one training run; its report still judges the given label.
@@ -22,6 +22,9 @@ model that method trains (plain noisy training for the baselines); wall time rel
 training. Mean over ``--seeds``.
 
     python benchmarks/detection.py --dataset digits --noise symmetric:0.2 --seeds 0 1 2
+    python benchmarks/detection.py --dataset cifar10 --data-dir ../shared/data/cifar10 \
+        --noise symmetric:0.4 --seeds 0 --methods flag relabel cleanlab baselines --json cifar_seed0.json
+    python benchmarks/detection.py --merge cifar_seed0.json cifar_seed1.json cifar_seed2.json
 """
 
 from __future__ import annotations
@@ -34,12 +37,15 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 
 import lightning.pytorch as pl
 import numpy as np
 import torch
+from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
+from sklearn.pipeline import make_pipeline
 from torch.utils.data import DataLoader, TensorDataset
 
 from fld_train import FakeLabelDiscovery, RelabeledDataset, knn
@@ -48,6 +54,7 @@ from fld_train.folds import kfold_discovery
 from fld_train.metrics import auroc, correction_accuracy, precision_recall_f1
 from fld_train.noise import inject_noise
 from fld_train.store import softmax
+from fld_train.vision import SmallCNN
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ class Data:
     epochs: int
     hidden: int
     model: str = "mlp"
+    batch_size: int = 64
 
 
 def load_digits_data() -> Data:
@@ -76,15 +84,35 @@ def load_mnist1d() -> Data:
                 model="cnn1d")
 
 
-DATASETS: dict[str, Callable[[], Data]] = {"digits": load_digits_data, "mnist1d": load_mnist1d}
+def load_cifar10(data_dir: str | None, subset: int, seed: int = 0) -> Data:
+    """CIFAR-10 from an ImageFolder tree (``data_dir/train``, ``data_dir/test``): ``subset`` training
+    images drawn with ``seed``, every test image; a small CNN, 4 epochs, batches of 128."""
+    if not data_dir:
+        raise SystemExit("--dataset cifar10 needs --data-dir, a folder with train/ and test/ ImageFolder trees "
+                         "(e.g. ../shared/data/cifar10)")
+    from fld_train.vision import load_image_folder
+
+    x, y, _ = load_image_folder(Path(data_dir) / "train", subset=subset, seed=seed)
+    xt, yt, _ = load_image_folder(Path(data_dir) / "test")
+    return Data(x.numpy(), y, xt.numpy(), yt, epochs=4, hidden=0, model="small-cnn", batch_size=128)
+
+
+DATASETS: dict[str, Callable[[argparse.Namespace], Data]] = {
+    "digits": lambda args: load_digits_data(),
+    "mnist1d": lambda args: load_mnist1d(),
+    "cifar10": lambda args: load_cifar10(args.data_dir, args.subset),
+}
 #: The MLP's epochs on MNIST-1D (``--model mlp``): it learns more slowly than the 1-D CNN.
 MLP_EPOCHS = {"mnist1d": 60}
 
 
 def make_model(data: Data) -> pl.LightningModule:
-    """A fresh model of ``data.model``: ``"mlp"`` (two hidden layers of ``data.hidden``) or ``"cnn1d"``."""
+    """A fresh model of ``data.model``: ``"mlp"`` (two hidden layers of ``data.hidden``), ``"cnn1d"``
+    or ``"small-cnn"`` (:class:`fld_train.vision.SmallCNN`, for images)."""
     if data.model == "cnn1d":
         return Conv1dClassifier(data.x.shape[1], 10)
+    if data.model == "small-cnn":
+        return SmallCNN(10)
     return MLPClassifier(data.x.shape[1], 10, hidden=data.hidden)
 
 
@@ -95,28 +123,38 @@ def fit(data: Data, x: np.ndarray, labels: np.ndarray, seed: int, callbacks=()) 
     trainer = pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=list(callbacks),
                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
     start = time.perf_counter()
-    trainer.fit(model, DataLoader(ds, batch_size=64, shuffle=True))
+    trainer.fit(model, DataLoader(ds, batch_size=data.batch_size, shuffle=True))
     return model, time.perf_counter() - start, ds
 
 
 @torch.no_grad()
-def predict(model: pl.LightningModule, x: np.ndarray) -> np.ndarray:
+def predict(model: pl.LightningModule, x: np.ndarray, chunk: int = 1000) -> np.ndarray:
     model.eval()
-    return softmax(model(torch.from_numpy(x)).numpy())
+    return softmax(np.concatenate([model(torch.from_numpy(x[i:i + chunk])).numpy()
+                                   for i in range(0, len(x), chunk)]))
 
 
 def noisy_labels(data: Data, spec: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
     kind, rate = spec.split(":")
     probs = None
-    if kind == "instance":  # what a model finds confusable, out of sample
-        probs = cross_val_predict(LogisticRegression(max_iter=2000), data.x, data.y, cv=5, method="predict_proba")
+    features = data.x.reshape(len(data.x), -1)
+    if kind == "instance":  # what a model finds confusable, out of sample (images: on 64 principal components)
+        classifier = LogisticRegression(max_iter=2000)
+        if features.shape[1] > 256:
+            classifier = make_pipeline(PCA(64, random_state=0), classifier)
+        probs = cross_val_predict(classifier, features, data.y, cv=5, method="predict_proba")
     if float(rate) == 0:
         return data.y.copy(), np.zeros(data.y.size, dtype=bool)
     return inject_noise(data.y, 10, rate=float(rate), kind=kind if kind != "none" else "symmetric",
-                        seed=seed, features=data.x, probs=probs)
+                        seed=seed, features=features, probs=probs)
 
 
-def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *, kfold: bool = True) -> dict[str, dict[str, float]]:
+#: Method groups of ``--methods``; "baselines" (AUM, kNN, conf<0.7, k-means vote) reuse the flag run.
+METHODS = ("flag", "relabel", "cleanlab", "kfold", "baselines")
+
+
+def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
+                methods: tuple[str, ...] = METHODS) -> dict[str, dict[str, float]]:
     labels, mask = noisy_labels(data, spec, seed)
     rows: dict[str, dict[str, float]] = {}
 
@@ -129,11 +167,23 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *, kfold: bo
     plain, t_plain, _ = fit(data, data.x, labels, seed)
     plain_acc = float(np.mean(predict(plain, data.x_test).argmax(1) == data.y_test))
 
-    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
-    model, t_fld, _ = fit(data, data.x, labels, seed, [fld])
-    rep = fld.report()
-    row("fld-train", rep.flagged, rep.scores, t_fld / t_plain, plain_acc)
+    if "flag" in methods or "baselines" in methods:
+        fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
+        model, t_fld, _ = fit(data, data.x, labels, seed, [fld])
+        rep = fld.report()
+        row("fld-train", rep.flagged, rep.scores, t_fld / t_plain, plain_acc)
+    if "relabel" in methods:
+        _relabel_row(data, labels, seed, t_plain, row)
+    if "cleanlab" in methods:
+        _cleanlab_row(data, labels, seed, t_plain, plain_acc, row)
+    if "kfold" in methods:
+        _kfold_row(data, labels, seed, t_plain, plain_acc, row)
+    if "baselines" in methods:
+        _baseline_rows(data, labels, seed, fld, model, t_fld / t_plain, plain_acc, row)
+    return rows
 
+
+def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row: Callable) -> None:
     fld_r = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", tensorboard=False)
     model_r, t_r, ds_r = fit(data, data.x, labels, seed, [fld_r])
     rep_r = fld_r.report()
@@ -142,7 +192,10 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *, kfold: bo
         float(np.mean(predict(model_r, data.x_test).argmax(1) == data.y_test)),
         correction_accuracy(changed, ds_r.current_labels, data.y))
 
-    # cleanlab: out-of-sample probabilities from 5 trainings
+
+def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
+                  row: Callable) -> None:
+    """cleanlab on out-of-sample probabilities from 5 trainings."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -156,30 +209,36 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *, kfold: bo
     issues = find_label_issues(labels, oos)
     row("cleanlab 5-fold", issues, 1 - get_label_quality_scores(labels, oos), t_cv / t_plain, plain_acc)
 
-    if kfold:  # the same 5 trainings' worth, with training dynamics and out-of-fold kNN votes
-        def trainer(callbacks):
-            return pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=callbacks,
-                              enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 
-        pl.seed_everything(seed, verbose=False)
-        start = time.perf_counter()
-        kf = kfold_discovery(lambda: make_model(data),
-                             TensorDataset(torch.from_numpy(data.x), torch.from_numpy(labels)), 10,
-                             folds=5, make_trainer=trainer, batch_size=64, seed=seed)
-        row("fld-train K-fold", kf.report.flagged, kf.report.scores, (time.perf_counter() - start) / t_plain,
-            plain_acc)
+def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
+               row: Callable) -> None:
+    """fld-train's K-fold mode: 5 trainings, with training dynamics and out-of-fold kNN votes."""
+    def trainer(callbacks):
+        return pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=callbacks,
+                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
 
-    # baselines from the flag run's store and final state
+    pl.seed_everything(seed, verbose=False)
+    start = time.perf_counter()
+    kf = kfold_discovery(lambda: make_model(data),
+                         TensorDataset(torch.from_numpy(data.x), torch.from_numpy(labels)), 10,
+                         folds=5, make_trainer=trainer, batch_size=data.batch_size, seed=seed)
+    row("fld-train K-fold", kf.report.flagged, kf.report.scores, (time.perf_counter() - start) / t_plain,
+        plain_acc)
+
+
+def _baseline_rows(data: Data, labels: np.ndarray, seed: int, fld: FakeLabelDiscovery,
+                   model: pl.LightningModule, time_ratio: float, plain_acc: float, row: Callable) -> None:
+    """AUM, kNN vote, conf<0.7 and k-means vote, from the flag run's store and final model."""
+
     store = fld.store
     aum = store.mean_margin()
-    row("AUM", aum < 0, 1 / (1 + np.exp(np.clip(aum, -50, 50))), t_fld / t_plain, plain_acc)
+    row("AUM", aum < 0, 1 / (1 + np.exp(np.clip(aum, -50, 50))), time_ratio, plain_acc)
     emb = store.embeddings.astype(np.float32)
     agreement, dist = knn.label_agreement(emb, labels, 10, k=10)
-    row("kNN", dist.argmax(1) != labels, 1 - agreement, t_fld / t_plain, plain_acc)
+    row("kNN", dist.argmax(1) != labels, 1 - agreement, time_ratio, plain_acc)
     p_given = predict(model, data.x)[np.arange(labels.size), labels]
-    row("conf<0.7", p_given < 0.7, 1 - p_given, t_fld / t_plain, plain_acc)
-    row("k-means vote", *kmeans_vote(emb, labels, seed), t_fld / t_plain, plain_acc)
-    return rows
+    row("conf<0.7", p_given < 0.7, 1 - p_given, time_ratio, plain_acc)
+    row("k-means vote", *kmeans_vote(emb, labels, seed), time_ratio, plain_acc)
 
 
 def kmeans_vote(emb: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -213,7 +272,9 @@ def bench_parser(doc: str, noise: list[str], *, seeds: bool = True) -> argparse.
     parser.add_argument("--noise", nargs="+", default=noise,
                         help="kind:rate, kind in symmetric, pairflip, instance, clustered, none")
     parser.add_argument("--model", choices=["auto", "mlp", "cnn1d"], default="auto",
-                        help="auto: an MLP on digits, a 1-D CNN on MNIST-1D")
+                        help="auto: an MLP on digits, a 1-D CNN on MNIST-1D, a small CNN on CIFAR-10")
+    parser.add_argument("--data-dir", default=None, help="cifar10: folder with train/ and test/ ImageFolder trees")
+    parser.add_argument("--subset", type=int, default=20_000, help="cifar10: training images to use")
     parser.add_argument("--threads", type=int, default=2)
     if seeds:
         parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
@@ -226,7 +287,7 @@ def start(args: argparse.Namespace) -> Data:
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore")
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
-    data = DATASETS[args.dataset]()
+    data = DATASETS[args.dataset](args)
     model = getattr(args, "model", "auto")
     if model in ("auto", data.model):
         return data
@@ -241,12 +302,60 @@ def mean_rows(per_seed: list[dict[str, tuple[float, ...]]]) -> dict[str, tuple[f
 COLUMNS = ("precision", "recall", "f1", "auroc", "flagged_share", "correction", "test_acc", "time")
 
 
+def print_table(title: str, per_seed: list[dict[str, dict[str, float]]]) -> None:
+    """One setting's table: each method's columns averaged over the seeds (NaN-aware)."""
+    print(f"\n{title}")
+    print("| method | precision | recall | F1 | AUROC | flagged | relabels right | test acc. | time vs plain |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for method in per_seed[0]:
+        mean = {c: float(np.nanmean([r[method][c] for r in per_seed])) if not all(
+            np.isnan(r[method][c]) for r in per_seed) else float("nan") for c in COLUMNS}
+        print(f"| {method} | " + " | ".join(
+            "-" if np.isnan(mean[c]) else (f"{mean[c]:.1%}" if c in ("flagged_share", "correction")
+                                             else f"{mean[c]:.2f}x" if c == "time" else f"{mean[c]:.3f}")
+            for c in COLUMNS) + " |", flush=True)
+
+
+def print_merged(paths: list[str]) -> None:
+    """Tables from the ``--json`` files of several runs of one dataset and model: the seeds of all
+    files pooled per setting; where two files measured the same method on the same seed (a rerun
+    with ``--methods``), the later file's row replaces the earlier one."""
+    runs = [json.loads(Path(p).read_text()) for p in paths]
+    keys = {(r["dataset"], r.get("model"), r.get("epochs")) for r in runs}
+    if len(keys) != 1:
+        raise SystemExit(f"--merge: the files must come from one dataset and model, got {sorted(map(str, keys))}")
+    dataset, model, epochs = keys.pop()
+    clean: dict[int, float] = {}
+    merged: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
+    for r in runs:
+        seeds = [int(seed) for seed in r["clean_acc"]]
+        clean.update(zip(seeds, r["clean_acc"].values()))
+        for spec, per_seed in r["results"].items():
+            for seed, rows in zip(seeds, per_seed):
+                merged.setdefault(spec, {}).setdefault(seed, {}).update(rows)
+    for spec, by_seed in merged.items():
+        seeds = sorted(by_seed)
+        methods = list(dict.fromkeys(m for seed in seeds for m in by_seed[seed]))
+        missing = [(m, seed) for m in methods for seed in seeds if m not in by_seed[seed]]
+        if missing:
+            raise SystemExit(f"--merge: {spec}: no row for (method, seed) {missing}")
+        print_table(f"{dataset} ({model}, {epochs} epochs), {spec}, mean over seeds {seeds} "
+                    f"(clean-label test accuracy {statistics.mean(clean[s] for s in seeds):.3f})",
+                    [{m: by_seed[seed][m] for m in methods} for seed in seeds])
+
+
 def main() -> None:
     parser = bench_parser(__doc__, ["symmetric:0.2"])
     parser.add_argument("--json", default=None, help="also write every seed's numbers to this file")
-    parser.add_argument("--kfold", action=argparse.BooleanOptionalAction, default=True,
-                        help="include fld-train's K-fold mode (5 more trainings per setting and seed)")
+    parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
+                        help="print the tables of earlier --json files (seeds pooled) and exit")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
+                        help="method groups to run (kfold: 5 more trainings per setting and seed; "
+                             "baselines reuse the flag run)")
     args = parser.parse_args()
+    if args.merge:
+        print_merged(args.merge)
+        return
     data = start(args)
 
     clean = {}
@@ -255,22 +364,14 @@ def main() -> None:
         clean[seed] = float(np.mean(predict(m, data.x_test).argmax(1) == data.y_test))
     everything = {}
     for spec in args.noise:
-        per_seed = [run_setting(data, spec, seed, clean[seed], kfold=args.kfold) for seed in args.seeds]
+        per_seed = [run_setting(data, spec, seed, clean[seed], methods=tuple(args.methods)) for seed in args.seeds]
         everything[spec] = per_seed
-        print(f"\n{args.dataset} ({data.model}, {data.epochs} epochs), {spec}, mean over seeds {args.seeds} "
-              f"(clean-label test accuracy {statistics.mean(clean.values()):.3f})")
-        print("| method | precision | recall | F1 | AUROC | flagged | relabels right | test acc. | time vs plain |")
-        print("|---|---|---|---|---|---|---|---|---|")
-        for method in per_seed[0]:
-            mean = {c: float(np.nanmean([r[method][c] for r in per_seed])) if not all(
-                np.isnan(r[method][c]) for r in per_seed) else float("nan") for c in COLUMNS}
-            print(f"| {method} | " + " | ".join(
-                "-" if np.isnan(mean[c]) else (f"{mean[c]:.1%}" if c in ("flagged_share", "correction")
-                                                 else f"{mean[c]:.2f}x" if c == "time" else f"{mean[c]:.3f}")
-                for c in COLUMNS) + " |", flush=True)
-    if args.json:
-        with open(args.json, "w") as fh:
-            json.dump({"dataset": args.dataset, "clean_acc": clean, "results": everything}, fh, indent=1)
+        print_table(f"{args.dataset} ({data.model}, {data.epochs} epochs), {spec}, mean over seeds {args.seeds} "
+                    f"(clean-label test accuracy {statistics.mean(clean.values()):.3f})", per_seed)
+        if args.json:  # after every setting, so a stopped run keeps what it measured
+            with open(args.json, "w") as fh:
+                json.dump({"dataset": args.dataset, "model": data.model, "epochs": data.epochs,
+                           "clean_acc": clean, "results": everything}, fh, indent=1)
 
 
 if __name__ == "__main__":

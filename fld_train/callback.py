@@ -110,6 +110,9 @@ class FakeLabelDiscovery(Callback):
             combined posterior prefers another class (see :func:`fld_train.scoring.evaluate`).
         cluster_votes: add the k-means cluster vote to the kNN vote (measured to help on structured
             noise - pair-flip, clustered - and to change little on random noise; docs/benchmarks.md).
+        uncertain_action: with ``action="relabel"``, what happens to a flagged sample that is not
+            relabeled: ``"review"`` (trained on as it is, first in the review queue) or
+            ``"downweight"`` (its weight also drops to ``1 - score``, reversibly).
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -137,6 +140,7 @@ class FakeLabelDiscovery(Callback):
         store_dir: str | os.PathLike[str] | None = None,
         target_precision: float | None = None,
         cluster_votes: bool = False,
+        uncertain_action: str = "review",
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -186,6 +190,9 @@ class FakeLabelDiscovery(Callback):
         if not isinstance(cluster_votes, bool):
             raise TypeError(f"`cluster_votes` must be True or False, got {cluster_votes!r}.")
         self.cluster_votes = cluster_votes
+        self.uncertain_action = check_choice(
+            "uncertain_action", uncertain_action, scoring.UNCERTAIN_ACTIONS,
+            hint="It applies to flagged samples that action='relabel' does not relabel.")
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -515,6 +522,7 @@ class FakeLabelDiscovery(Callback):
             max_class_change_fraction=self.max_relabel_class_fraction,
             max_flag_class_fraction=self.max_flag_class_fraction,
             target_precision=self.target_precision, cluster_votes=self.cluster_votes,
+            uncertain_action=self.uncertain_action,
         )
         if self.dataset is not None:  # a human's decision outranks the automatic one
             evaluation.decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED

@@ -25,6 +25,7 @@ def run_check(
     max_class_change_fraction: float = 1.0,
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
+    uncertain_action: str = "review",
     cluster_votes: bool = False,
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.
@@ -41,6 +42,7 @@ def run_check(
         max_class_change_fraction: see :func:`fld_train.scoring.evaluate`.
         max_flag_class_fraction: see :func:`fld_train.scoring.evaluate`.
         target_precision: see :func:`fld_train.scoring.evaluate`.
+        uncertain_action: see :func:`fld_train.scoring.evaluate`.
         cluster_votes: average the kNN vote with the k-means cluster vote
             (:func:`fld_train.knn.cluster_labels`) as the neighbourhood half of the posterior.
 
@@ -75,6 +77,7 @@ def run_check(
         current_labels=votes_from, learned_at_first_sight=learned_at_first_sight,
         max_change_fraction=max_change_fraction, max_class_change_fraction=max_class_change_fraction,
         max_flag_class_fraction=max_flag_class_fraction, target_precision=target_precision,
+        uncertain_action=uncertain_action,
         extra_signals={
             "aum_margin": store.mean_margin(),
             "given_prob_variability": store.given_prob_variability(),

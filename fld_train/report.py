@@ -17,7 +17,8 @@ from fld_train.review import Review, human_agreement, queue_order, write_queue
 from fld_train.scoring import DECISION_NAMES, Evaluation
 
 #: Signals shown in the ``reason`` column, with their labels.
-_REASON_SIGNALS = (("model_given_prob", "model p(given)"), ("knn_agreement", "kNN agreement"))
+_REASON_SIGNALS = (("model_given_prob", "model p(given)"), ("knn_agreement", "kNN agreement"),
+                   ("model_suggested_prob", "model p(suggested)"), ("knn_suggested_share", "kNN share(suggested)"))
 
 
 @dataclass(frozen=True)

@@ -31,6 +31,8 @@ from fld_train._validation import check_choice, check_float, check_int, check_la
 from fld_train.sparse import Segments, SparseProbs
 
 ACTIONS = ("flag", "relabel", "downweight")
+#: What ``action="relabel"`` does with a flagged sample it does not relabel.
+UNCERTAIN_ACTIONS = ("review", "downweight")
 
 #: Decision codes, stored as int8 and named in reports.
 KEEP, RELABEL, DOWNWEIGHT, REVIEW, UNSEEN, REVIEWED = 0, 1, 2, 3, 4, 5
@@ -157,6 +159,7 @@ def evaluate(
     max_class_change_fraction: float = 1.0,
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
+    uncertain_action: str = "review",
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Score every sample, flag the likely mislabeled ones and decide an action for each.
@@ -192,6 +195,11 @@ def evaluate(
             estimated as ``1 - q_given`` and the flags are taken in decreasing order of that chance
             while their running mean stays >= the target (see :func:`precision_cut`). The rest
             are not flagged (decision ``keep``), so nothing acts on them.
+        uncertain_action: what ``action="relabel"`` does with a flagged sample it does not relabel
+            (the signals do not agree on one label, it is not confident, or the budget is spent):
+            ``"review"`` leaves it as it is for a human; ``"downweight"`` also lowers its weight to
+            ``1 - score`` (decision ``"downweight"``), so training leans less on a label that is
+            probably wrong while no one has looked at it.
         extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
 
     Returns:
@@ -222,8 +230,9 @@ def evaluate(
         check_float("max_flag_class_fraction", max_flag_class_fraction, low=0.0, high=1.0,
                     hint="It is the largest share of one class that may be flagged; 1.0 = no cap."),
     )
+    uncertain_action = check_choice("uncertain_action", uncertain_action, UNCERTAIN_ACTIONS)
     return _evaluate_impl(given, c, model, neighbours, seen, action, model_weight, current, early, budget,
-                          target_precision, dict(extra_signals or {}))
+                          target_precision, uncertain_action, dict(extra_signals or {}))
 
 
 def _sparse(name: str, values: np.ndarray | SparseProbs, n: int, c: int) -> SparseProbs:
@@ -255,6 +264,7 @@ def _evaluate_impl(
     early: np.ndarray,
     budget: tuple[float, float, float],
     target_precision: float | None,
+    uncertain_action: str,
     extra: dict[str, np.ndarray],
 ) -> Evaluation:
     n = given.size
@@ -276,11 +286,11 @@ def _evaluate_impl(
     suggested = np.where(seg.row_max(seg_q) > 0, seg.row_argmax(seg_q), given)
     q_suggested = seg.at(seg_q, suggested)
     flagged = seen & (suggested != given) & (q_suggested > q_given)
-    if target_precision is not None:
-        flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
     capped = within_budget(flagged, scores, given, num_classes, max_fraction=1.0,
                            max_class_fraction=budget[2], population=seen)
     over_cap, flagged = flagged & ~capped, capped
+    if target_precision is not None:  # after the cap: a stricter target only ever removes flags
+        flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
     # a sample exactly at its class's mean is confident; the tolerance absorbs summation rounding
     confident = (q_suggested >= thresholds[suggested] - 1e-9) & (q_suggested > 0)
 
@@ -298,6 +308,10 @@ def _evaluate_impl(
         change = within_budget(relabel & ~standing, scores, given, num_classes,
                                max_fraction=budget[0], max_class_fraction=budget[1], population=seen)
         decisions[standing | change] = RELABEL
+        if uncertain_action == "downweight":
+            unresolved = flagged & (decisions == REVIEW)
+            decisions[unresolved] = DOWNWEIGHT
+            weights[unresolved] = (1.0 - scores[unresolved]).astype(np.float32)
     elif action == "downweight":
         decisions[flagged] = DOWNWEIGHT
         weights[flagged] = (1.0 - scores[flagged]).astype(np.float32)
@@ -307,6 +321,8 @@ def _evaluate_impl(
         "model_given_prob": model_given,
         "knn_agreement": seg.at(seg_knn, given),
         "posterior_given": q_given,
+        "model_suggested_prob": seg.at(seg_model, suggested),
+        "knn_suggested_share": seg.at(seg_knn, suggested),
         "over_class_cap": over_cap.astype(np.float64),
         **extra,
     }

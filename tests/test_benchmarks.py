@@ -1,10 +1,12 @@
 """Smoke runs of the benchmark scripts on tiny data, so they cannot rot."""
 
 import importlib.util
+import json
 import sys
 from dataclasses import replace
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -81,3 +83,44 @@ def test_rare_class_benchmark_rows():
     assert int((bench.rare_data(small, 8, 6, 0).y == 8).sum()) == 6
     flagged_in_rare = [rows[cap][0] for cap in (1.0, 0.5, 0.25)]
     assert flagged_in_rare == sorted(flagged_in_rare, reverse=True)  # a tighter cap never flags more
+
+
+def test_detection_benchmark_on_an_image_folder_and_merged_seeds(tmp_path, capsys):
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 30), ("test", 5)):
+        for c in range(10):
+            (tmp_path / split / f"c{c}").mkdir(parents=True)
+            for i in range(per_class):
+                Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(
+                    tmp_path / split / f"c{c}" / f"{i}.png")
+    bench = _load("detection")
+    data = bench.load_cifar10(str(tmp_path), subset=200)
+    assert data.x.shape == (200, 3, 32, 32) and data.x_test.shape == (50, 3, 32, 32)
+    assert data.model == "small-cnn" and bench.make_model(data).__class__.__name__ == "SmallCNN"
+    tiny = replace(data, epochs=1)
+    labels, mask = bench.noisy_labels(tiny, "instance:0.3", seed=0)  # PCA before the confusion model
+    assert mask.mean() == pytest.approx(0.3, abs=0.02) and np.all((labels != tiny.y) == mask)
+    files = []
+    for seed in (0, 1):
+        methods = ("flag", "relabel", "cleanlab", "baselines") if seed == 0 else ("relabel",)
+        rows = bench.run_setting(tiny, "symmetric:0.4", seed=seed, clean_acc=0.1, methods=methods)
+        assert "fld-train K-fold" not in rows and ("cleanlab 5-fold" in rows) == (seed == 0)
+        files.append(tmp_path / f"seed{seed}.json")
+        files[-1].write_text(json.dumps({"dataset": "cifar10", "model": tiny.model, "epochs": 1,
+                                         "clean_acc": {str(seed): 0.1}, "results": {"symmetric:0.4": [rows]}}))
+    with pytest.raises(SystemExit, match="no row for"):  # seed 1 measured the relabel run only
+        bench.print_merged([str(f) for f in files])
+    rerun = json.loads(files[1].read_text())
+    rerun["clean_acc"] = {"0": 0.1}
+    rerun["results"]["symmetric:0.4"][0]["fld-train relabel"]["test_acc"] = 0.777  # tells the rows apart
+    files.append(tmp_path / "rerun.json")
+    files[-1].write_text(json.dumps(rerun))
+    capsys.readouterr()
+    bench.print_merged([str(files[0]), str(files[2])])  # seed 0 again, its relabel row replaced
+    out = capsys.readouterr().out
+    assert "cifar10 (small-cnn, 1 epochs), symmetric:0.4, mean over seeds [0]" in out
+    assert out.count("| fld-train |") == 1 and "| cleanlab 5-fold |" in out
+    relabel = next(line for line in out.splitlines() if line.startswith("| fld-train relabel |"))
+    assert "| 0.777 |" in relabel

@@ -88,6 +88,19 @@ def test_downweight_mode_lowers_flagged_weights_only(digits):
     assert (ds.weights < 1)[mask].mean() > 0.6
 
 
+def test_relabel_mode_can_downweight_what_it_does_not_relabel(digits):
+    x, _, noisy, _ = digits
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=3, action="relabel", uncertain_action="downweight",
+                             max_relabel_class_fraction=0.05)  # a small budget leaves candidates over
+    ds, _ = _fit(x, noisy, fld)
+    report = fld.report()
+    relabeled, downweighted = report.decisions == "relabel", report.decisions == "downweight"
+    assert relabeled.any() and downweighted.any() and not np.any(report.decisions == "review")
+    np.testing.assert_allclose(ds.weights, report.weights)
+    np.testing.assert_array_equal(ds.current_labels[downweighted], noisy[downweighted])
+    assert np.all(ds.weights[downweighted] < 1) and np.all(ds.weights[~downweighted] == 1)
+
+
 def test_each_check_logs_counts_to_tensorboard(digits, tmp_path):
     x, _, noisy, _ = digits
     fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel")
@@ -193,6 +206,9 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
         ({"num_classes": 10, "top_classes": 0}, ValueError, "`top_classes` must be an int >= 1, got 0"),
         ({"num_classes": 10, "embedding_dim": -4}, ValueError, "`embedding_dim` must be an int >= 1"),
         ({"num_classes": 10, "cluster_votes": "yes"}, TypeError, "`cluster_votes` must be True or False"),
+        ({"num_classes": 10, "max_flag_class_fraction": 2}, ValueError, "`max_flag_class_fraction` must be in"),
+        ({"num_classes": 10, "uncertain_action": "drop"}, ValueError,
+         "`uncertain_action` must be one of \\{'review', 'downweight'\\}, got 'drop'"),
     ],
 )
 def test_constructor_validates_arguments(kwargs, error, match):

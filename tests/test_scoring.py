@@ -171,3 +171,16 @@ def test_flags_are_capped_per_class_best_scored_first():
 def test_flag_cap_is_validated():
     with pytest.raises(ValueError, match="max_flag_class_fraction.*1.5"):
         scoring.evaluate(*_case(), max_flag_class_fraction=1.5)
+
+
+def test_uncertain_relabel_candidates_can_be_downweighted_instead_of_reviewed():
+    given, model, knn = _many_flips()
+    ev = scoring.evaluate(given, model, knn, action="relabel", max_class_change_fraction=0.2,
+                          max_flag_class_fraction=1.0, uncertain_action="downweight")
+    assert (ev.decisions == scoring.RELABEL).sum() == 2  # the budget allows two changes in class 0
+    over_budget = ev.decisions == scoring.DOWNWEIGHT
+    assert over_budget.sum() == 4 and ev.flagged[over_budget].all()
+    np.testing.assert_allclose(ev.weights[over_budget], 1 - ev.scores[over_budget], rtol=1e-6)
+    np.testing.assert_array_equal(ev.weights[~over_budget], 1.0)
+    with pytest.raises(ValueError, match="`uncertain_action` must be one of"):
+        scoring.evaluate(given, model, knn, action="relabel", uncertain_action="drop")
