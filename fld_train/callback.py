@@ -82,13 +82,14 @@ class FakeLabelDiscovery(Callback):
         num_classes: number of classes C.
         check_every_n_epochs: run a check after every this many training epochs.
         action: ``"flag"`` only observes and reports; ``"relabel"`` swaps a flagged sample's label
-            when the model and its neighbours agree on the new one (others go to review);
+            when the model and its neighbours each give the new one a majority (the other flagged
+            samples are down-weighted or left for review, see ``uncertain_action``);
             ``"downweight"`` lowers a flagged sample's weight to ``1 - score``.
         head: dotted name of the classifier layer, overriding the automatic search.
         k: neighbours in the kNN check.
         use_gpu_index: ``None`` uses GPU FAISS when it sees a GPU.
         max_relabel_fraction: one check changes at most this share of the labels; the
-            highest-scored candidates go first, the rest go to review.
+            highest-scored candidates go first, the rest are treated as ``uncertain_action`` says.
         max_relabel_class_fraction: ... and at most this share of one (given) class.
         max_flag_class_fraction: at most this share of one (given) class is flagged, the
             highest-scored first; it protects rare and hard classes, whose correct labels the
@@ -111,8 +112,8 @@ class FakeLabelDiscovery(Callback):
         cluster_votes: add the k-means cluster vote to the kNN vote (measured to help on structured
             noise - pair-flip, clustered - and to change little on random noise; docs/benchmarks.md).
         uncertain_action: with ``action="relabel"``, what happens to a flagged sample that is not
-            relabeled: ``"review"`` (trained on as it is, first in the review queue) or
-            ``"downweight"`` (its weight also drops to ``1 - score``, reversibly).
+            relabeled: ``"downweight"`` (its weight drops to ``1 - score``, reversibly at every
+            check) or ``"review"`` (trained on as it is, first in the review queue).
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -140,7 +141,7 @@ class FakeLabelDiscovery(Callback):
         store_dir: str | os.PathLike[str] | None = None,
         target_precision: float | None = None,
         cluster_votes: bool = False,
-        uncertain_action: str = "review",
+        uncertain_action: str = "downweight",
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)

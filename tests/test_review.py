@@ -159,7 +159,7 @@ def test_reviews_outrank_later_checks_and_survive_resume(tmp_path):
         return fld
 
     pl.seed_everything(0, verbose=False)
-    report = fit(3).report()
+    report = fit(6).report()  # relabels start once model and neighbours both give a majority
     csv_path, _ = report.review_queue(tmp_path / "queue")
     rows = list(csv.DictReader(open(csv_path)))
     auto = [r for r in rows if r["decision"] == "relabel"][:6]
@@ -171,7 +171,7 @@ def test_reviews_outrank_later_checks_and_survive_resume(tmp_path):
     assert ds.apply_review(tmp_path / "reviewed.csv") == 6
     served = {int(r["index"]): (ds[int(r["index"])][1], ds.weights[int(r["index"])]) for r in auto}
 
-    fld = fit(6, ckpt_path=tmp_path / "ckpt" / "last.ckpt")  # restores the checkpoint, then checks 3 more times
+    fld = fit(9, ckpt_path=tmp_path / "ckpt" / "last.ckpt")  # restores the checkpoint, then checks 3 more times
     after = fld.report()
     for i, (label, weight) in served.items():
         assert (ds[i][1], ds.weights[i]) == (label, weight)  # later checks and the restore kept them

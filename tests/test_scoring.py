@@ -38,8 +38,23 @@ def test_relabel_needs_model_and_neighbours_to_agree():
     ev = scoring.evaluate(given, model, knn, action="relabel")
     assert ev.decisions[3] == scoring.RELABEL
     model[3] = [0.6, 0.4]  # the model now prefers the given label, the neighbours do not
-    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.2)
+    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.2, uncertain_action="review")
     assert ev.flagged[3] and ev.decisions[3] == scoring.REVIEW
+    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.2)  # default: down-weighted
+    assert ev.decisions[3] == scoring.DOWNWEIGHT and ev.weights[3] == pytest.approx(1 - ev.scores[3])
+
+
+def test_relabel_needs_a_majority_from_each_witness_not_just_the_top_class():
+    given = np.array([0, 0, 1, 2, 0])
+    model = np.array([[0.9, 0.05, 0.05], [0.8, 0.1, 0.1], [0.1, 0.8, 0.1], [0.1, 0.1, 0.8], [0.1, 0.9, 0.0]])
+    knn = np.array([[1.0, 0.0, 0.0], [0.9, 0.1, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0], [0.0, 0.9, 0.1]])
+    ev = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0)
+    assert ev.decisions[4] == scoring.RELABEL and ev.suggested_labels[4] == 1
+    model[4] = [0.2, 0.45, 0.35]  # still the model's top class, but not half of its belief
+    ev = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0)
+    assert ev.flagged[4] and ev.suggested_labels[4] == 1 and ev.decisions[4] == scoring.DOWNWEIGHT
+    np.testing.assert_allclose(ev.signals["model_suggested_prob"][4], 0.45)
+    np.testing.assert_allclose(ev.signals["knn_suggested_share"][4], 0.9)
 
 
 def test_downweight_gives_one_minus_score():
@@ -97,7 +112,7 @@ def _many_flips():
 def test_relabels_beyond_the_budget_go_to_review():
     given, model, knn = _many_flips()
     ev = scoring.evaluate(given, model, knn, action="relabel", max_change_fraction=1.0,
-                          max_class_change_fraction=0.2, max_flag_class_fraction=1.0)
+                          max_class_change_fraction=0.2, max_flag_class_fraction=1.0, uncertain_action="review")
     assert ev.flagged[:6].all()
     assert (ev.decisions == scoring.RELABEL).sum() == 2 and (ev.decisions == scoring.REVIEW).sum() == 4
 
@@ -121,7 +136,8 @@ def test_a_label_learned_early_and_confidently_is_not_relabeled():
                           max_flag_class_fraction=1.0)
     assert ev.decisions[9] == scoring.RELABEL
     ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.05,
-                          learned_at_first_sight=np.arange(20) == 9, max_flag_class_fraction=1.0)
+                          learned_at_first_sight=np.arange(20) == 9, max_flag_class_fraction=1.0,
+                          uncertain_action="review")
     assert ev.flagged[9] and ev.decisions[9] == scoring.REVIEW  # fit at first sight: protected
     assert (ev.decisions[:6] == scoring.RELABEL).all()
 
