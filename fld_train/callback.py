@@ -83,7 +83,7 @@ class FakeLabelDiscovery(Callback):
         check_every_n_epochs: run a check after every this many training epochs.
         action: ``"flag"`` only observes and reports; ``"relabel"`` swaps a flagged sample's label
             when the model and its neighbours each give the new one a majority (the other flagged
-            samples are down-weighted or left for review, see ``uncertain_action``);
+            samples are left for review or down-weighted, see ``uncertain_action``);
             ``"downweight"`` lowers a flagged sample's weight to ``1 - score``.
         head: dotted name of the classifier layer, overriding the automatic search.
         k: neighbours in the kNN check.
@@ -112,8 +112,9 @@ class FakeLabelDiscovery(Callback):
         cluster_votes: add the k-means cluster vote to the kNN vote (measured to help on structured
             noise - pair-flip, clustered - and to change little on random noise; docs/benchmarks.md).
         uncertain_action: with ``action="relabel"``, what happens to a flagged sample that is not
-            relabeled: ``"downweight"`` (its weight drops to ``1 - score``, reversibly at every
-            check) or ``"review"`` (trained on as it is, first in the review queue).
+            relabeled: ``"review"`` (trained on as it is, first in the review queue) or
+            ``"downweight"`` (its weight drops to ``1 - score``, reversibly at every check; better
+            on noisy data, worse on clean data with a weak model: docs/tuning.md).
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -141,7 +142,7 @@ class FakeLabelDiscovery(Callback):
         store_dir: str | os.PathLike[str] | None = None,
         target_precision: float | None = None,
         cluster_votes: bool = False,
-        uncertain_action: str = "downweight",
+        uncertain_action: str = "review",
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)

@@ -25,7 +25,7 @@ def run_check(
     max_class_change_fraction: float = 1.0,
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
-    uncertain_action: str = "downweight",
+    uncertain_action: str = "review",
     cluster_votes: bool = False,
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.

@@ -164,7 +164,7 @@ def evaluate(
     max_class_change_fraction: float = 1.0,
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
-    uncertain_action: str = "downweight",
+    uncertain_action: str = "review",
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Score every sample, flag the likely mislabeled ones and decide an action for each.
@@ -203,9 +203,11 @@ def evaluate(
             are not flagged (decision ``keep``), so nothing acts on them.
         uncertain_action: what ``action="relabel"`` does with a flagged sample it does not relabel
             (the signals do not agree on one label, it is not confident, or the budget is spent):
-            ``"downweight"`` (default) lowers its weight to ``1 - score`` (decision
-            ``"downweight"``), so training leans less on a label that is probably wrong while no one
-            has looked at it; ``"review"`` leaves it as it is for a human.
+            ``"review"`` (default) leaves it as it is for a human; ``"downweight"`` lowers its weight
+            to ``1 - score`` (decision ``"downweight"``), so training leans less on a label that is
+            probably wrong while no one has looked at it. Down-weighting helped test accuracy on
+            noisy data and hurt it on clean data with a weaker model, where the down-weighted
+            samples are fit less, stay flagged and draw more flags (docs/benchmarks.md).
         extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
 
     Returns:

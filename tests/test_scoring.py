@@ -38,9 +38,9 @@ def test_relabel_needs_model_and_neighbours_to_agree():
     ev = scoring.evaluate(given, model, knn, action="relabel")
     assert ev.decisions[3] == scoring.RELABEL
     model[3] = [0.6, 0.4]  # the model now prefers the given label, the neighbours do not
-    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.2, uncertain_action="review")
-    assert ev.flagged[3] and ev.decisions[3] == scoring.REVIEW
-    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.2)  # default: down-weighted
+    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.2)
+    assert ev.flagged[3] and ev.decisions[3] == scoring.REVIEW and ev.weights[3] == 1.0
+    ev = scoring.evaluate(given, model, knn, action="relabel", model_weight=0.2, uncertain_action="downweight")
     assert ev.decisions[3] == scoring.DOWNWEIGHT and ev.weights[3] == pytest.approx(1 - ev.scores[3])
 
 
@@ -52,7 +52,7 @@ def test_relabel_needs_a_majority_from_each_witness_not_just_the_top_class():
     assert ev.decisions[4] == scoring.RELABEL and ev.suggested_labels[4] == 1
     model[4] = [0.2, 0.45, 0.35]  # still the model's top class, but not half of its belief
     ev = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0)
-    assert ev.flagged[4] and ev.suggested_labels[4] == 1 and ev.decisions[4] == scoring.DOWNWEIGHT
+    assert ev.flagged[4] and ev.suggested_labels[4] == 1 and ev.decisions[4] == scoring.REVIEW
     np.testing.assert_allclose(ev.signals["model_suggested_prob"][4], 0.45)
     np.testing.assert_allclose(ev.signals["knn_suggested_share"][4], 0.9)
 
