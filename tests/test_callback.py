@@ -219,7 +219,7 @@ def test_constructor_validates_arguments(kwargs, error, match):
 def test_report_dir_gets_the_report_and_audit_trail_after_each_check(digits, tmp_path):
     x, _, noisy, _ = digits
     fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", report_dir=tmp_path / "r")
-    ds, _ = _fit(x, noisy, fld, epochs=2)
+    ds, _ = _fit(x, noisy, fld, epochs=6)  # relabels start once both witnesses give a majority
     report_lines = (tmp_path / "r" / "label_report.csv").read_text().splitlines()
     audit_lines = (tmp_path / "r" / "audit_log.csv").read_text().splitlines()
     assert len(report_lines) == len(noisy) + 1

@@ -123,7 +123,8 @@ def test_ddp_spawn_counts_every_sample_once_and_matches_a_single_process(tmp_pat
     ddp_dir.mkdir()
     pl.seed_everything(0, verbose=False)
     model = MLPClassifier(64, 10)
-    fld = RecordingFLD(str(ddp_dir), num_classes=10, check_every_n_epochs=2, action="relabel")
+    fld = RecordingFLD(str(ddp_dir), num_classes=10, check_every_n_epochs=2, action="relabel",
+                       uncertain_action="downweight")  # changes from the first check: audited
     _trainer(strategy="ddp_spawn", devices=2, callbacks=[fld]).fit(
         model, DataLoader(make_ds(), batch_size=batch, shuffle=True))
     ranks = [pickle.loads((ddp_dir / f"rank{r}.pkl").read_bytes()) for r in (0, 1)]
@@ -143,7 +144,8 @@ def test_ddp_spawn_counts_every_sample_once_and_matches_a_single_process(tmp_pat
     one_dir.mkdir()
     pl.seed_everything(0, verbose=False)
     model = MLPClassifier(64, 10)
-    ref = RecordingFLD(str(one_dir), num_classes=10, check_every_n_epochs=2, action="relabel")
+    ref = RecordingFLD(str(one_dir), num_classes=10, check_every_n_epochs=2, action="relabel",
+                       uncertain_action="downweight")
     ds = make_ds()
     sampler = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0)
     _trainer(devices=1, callbacks=[ref]).fit(model, DataLoader(ds, batch_size=2 * batch, sampler=sampler))
