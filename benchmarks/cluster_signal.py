@@ -14,14 +14,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection import bench_parser, flag_run, mean_rows, start  # a sibling script
 
 from fld_train import knn, scoring
 from fld_train.metrics import auroc, precision_recall_f1
-from fld_train.sparse import SparseProbs
 
 SIGNALS = ("kNN", "clusters", "kNN + clusters")
 
@@ -30,8 +27,7 @@ def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, flo
     store, labels, mask = flag_run(data, spec, seed)
     votes = knn.neighbour_labels(knn.search(store.embeddings, k=10), labels, 10)
     clusters = knn.cluster_labels(store.embeddings, labels, 10, seed=seed)
-    both = SparseProbs(np.concatenate([votes.classes, clusters.classes], axis=1),
-                       np.concatenate([0.5 * votes.values, 0.5 * clusters.values], axis=1))
+    both = votes.average(clusters)
     rows = {}
     for name, neighbours in zip(SIGNALS, (votes, clusters, both)):
         ev = scoring.evaluate(labels, store.model_probs(), neighbours, num_classes=10)

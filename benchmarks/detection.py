@@ -54,7 +54,7 @@ from fld_train.folds import kfold_discovery
 from fld_train.metrics import auroc, correction_accuracy, precision_recall_f1
 from fld_train.noise import inject_noise
 from fld_train.store import softmax
-from fld_train.vision import SmallCNN
+from fld_train.vision import SmallCNN, load_image_folder
 
 
 @dataclass(frozen=True)
@@ -90,8 +90,6 @@ def load_cifar10(data_dir: str | None, subset: int, seed: int = 0) -> Data:
     if not data_dir:
         raise SystemExit("--dataset cifar10 needs --data-dir, a folder with train/ and test/ ImageFolder trees "
                          "(e.g. ../shared/data/cifar10)")
-    from fld_train.vision import load_image_folder
-
     x, y, _ = load_image_folder(Path(data_dir) / "train", subset=subset, seed=seed)
     xt, yt, _ = load_image_folder(Path(data_dir) / "test")
     return Data(x.numpy(), y, xt.numpy(), yt, epochs=4, hidden=0, model="small-cnn", batch_size=128)
@@ -229,7 +227,6 @@ def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_
 def _baseline_rows(data: Data, labels: np.ndarray, seed: int, fld: FakeLabelDiscovery,
                    model: pl.LightningModule, time_ratio: float, plain_acc: float, row: Callable) -> None:
     """AUM, kNN vote, conf<0.7 and k-means vote, from the flag run's store and final model."""
-
     store = fld.store
     aum = store.mean_margin()
     row("AUM", aum < 0, 1 / (1 + np.exp(np.clip(aum, -50, 50))), time_ratio, plain_acc)

@@ -69,8 +69,7 @@ def run_check(
             extra = SparseProbs(np.full((n, clustered.classes.shape[1]), -1, dtype=np.int64),
                                 np.zeros((n, clustered.classes.shape[1])))
             extra.classes[rows], extra.values[rows] = clustered.classes, clustered.values
-            votes = SparseProbs(np.concatenate([votes.classes, extra.classes], axis=1),
-                                np.concatenate([0.5 * votes.values, 0.5 * extra.values], axis=1))
+            votes = votes.average(extra)
     learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
     return scoring.evaluate(
         given, store.model_probs(), votes, num_classes=c, seen=seen, action=action,

@@ -308,8 +308,10 @@ def _evaluate_impl(
     decisions[flagged] = REVIEW
     weights = np.ones(n, dtype=np.float32)
     model_given = seg.at(seg_model, given)
+    model_suggested, knn_suggested = seg.at(seg_model, suggested), seg.at(seg_knn, suggested)
+    downweight = flagged if action == "downweight" else np.zeros(n, dtype=bool)
     if action == "relabel":
-        agree = (seg.at(seg_model, suggested) > 0.5) & (seg.at(seg_knn, suggested) > 0.5)  # each a majority
+        agree = (model_suggested > 0.5) & (knn_suggested > 0.5)  # each witness a majority
         model_thresholds = per_class_thresholds(model_given, given, seen, num_classes)
         confident_fit = early & (model_given >= model_thresholds[given] - 1e-9)
         relabel = flagged & confident & agree & ~confident_fit
@@ -318,20 +320,17 @@ def _evaluate_impl(
                                max_fraction=budget[0], max_class_fraction=budget[1], population=seen)
         decisions[standing | change] = RELABEL
         if uncertain_action == "downweight":
-            unresolved = flagged & (decisions == REVIEW)
-            decisions[unresolved] = DOWNWEIGHT
-            weights[unresolved] = (1.0 - scores[unresolved]).astype(np.float32)
-    elif action == "downweight":
-        decisions[flagged] = DOWNWEIGHT
-        weights[flagged] = (1.0 - scores[flagged]).astype(np.float32)
+            downweight = flagged & (decisions == REVIEW)
+    decisions[downweight] = DOWNWEIGHT
+    weights[downweight] = (1.0 - scores[downweight]).astype(np.float32)
     scores = np.where(seen, scores, 0.0)
 
     signals = {
         "model_given_prob": model_given,
         "knn_agreement": seg.at(seg_knn, given),
         "posterior_given": q_given,
-        "model_suggested_prob": seg.at(seg_model, suggested),
-        "knn_suggested_share": seg.at(seg_knn, suggested),
+        "model_suggested_prob": model_suggested,
+        "knn_suggested_share": knn_suggested,
         "over_class_cap": over_cap.astype(np.float64),
         **extra,
     }

@@ -59,6 +59,12 @@ class SparseProbs:
         top = np.argpartition(-arr, top_k - 1, axis=1)[:, :top_k]
         return cls(top.astype(np.int64), np.take_along_axis(arr, top, axis=1))
 
+    def average(self, other: SparseProbs) -> SparseProbs:
+        """The mean of two distributions over the same rows: both sets of pairs, values halved (a class
+        in both rows sums, as everywhere in this class)."""
+        return SparseProbs(np.concatenate([self.classes, other.classes], axis=1),
+                           np.concatenate([0.5 * self.values, 0.5 * other.values], axis=1))
+
     def to_dense(self, num_classes: int) -> np.ndarray:
         """``(N, C)`` float64 array (duplicate classes summed)."""
         n = self.num_rows

@@ -98,3 +98,9 @@ def test_sparse_inputs_need_num_classes():
     sp = SparseProbs(np.array([[0]]), np.array([[1.0]]))
     with pytest.raises(ValueError, match="`num_classes` is required"):
         scoring.evaluate(np.array([0]), sp, sp)
+
+
+def test_average_of_two_distributions_equals_the_dense_mean():
+    a = SparseProbs(np.array([[0, 2], [1, -1]]), np.array([[0.6, 0.4], [1.0, 0.0]]))
+    b = SparseProbs(np.array([[2, -1], [1, 0]]), np.array([[1.0, 0.0], [0.5, 0.5]]))
+    np.testing.assert_allclose(a.average(b).to_dense(3), 0.5 * a.to_dense(3) + 0.5 * b.to_dense(3))
