@@ -25,6 +25,9 @@ training. Mean over ``--seeds``.
     python benchmarks/detection.py --dataset cifar10 --data-dir ../shared/data/cifar10 \
         --noise symmetric:0.4 --seeds 0 --methods flag relabel cleanlab baselines --json cifar_seed0.json
     python benchmarks/detection.py --merge cifar_seed0.json cifar_seed1.json cifar_seed2.json
+
+``--save-dir DIR`` keeps each setting's labels, flag-run store and cleanlab probabilities, which
+``benchmarks/rescore.py DIR`` re-scores with other scoring options without training again.
 """
 
 from __future__ import annotations
@@ -152,9 +155,13 @@ METHODS = ("flag", "relabel", "cleanlab", "kfold", "baselines")
 
 
 def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
-                methods: tuple[str, ...] = METHODS) -> dict[str, dict[str, float]]:
+                methods: tuple[str, ...] = METHODS, save: Path | None = None) -> dict[str, dict[str, float]]:
+    """One noise setting and seed: every method of ``methods``; with ``save``, also an ``.npz`` there
+    with the noisy labels, the noise mask, the flag run's store and cleanlab's out-of-sample
+    probabilities, so that scoring changes can be re-measured without training again."""
     labels, mask = noisy_labels(data, spec, seed)
     rows: dict[str, dict[str, float]] = {}
+    saved: dict[str, np.ndarray] = {"labels": labels, "mask": mask}
 
     def row(name, flagged, scores, time_ratio, test_acc, corr=float("nan")):
         p, r, f1 = precision_recall_f1(flagged, mask) if mask.any() else (float("nan"),) * 3
@@ -170,14 +177,19 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
         model, t_fld, _ = fit(data, data.x, labels, seed, [fld])
         rep = fld.report()
         row("fld-train", rep.flagged, rep.scores, t_fld / t_plain, plain_acc)
+        saved.update({f"store_{key}": np.asarray(value) for key, value in fld.store.state_dict().items()
+                      if value is not None})
     if "relabel" in methods:
         _relabel_row(data, labels, seed, t_plain, row)
     if "cleanlab" in methods:
-        _cleanlab_row(data, labels, seed, t_plain, plain_acc, row)
+        saved["oos"] = _cleanlab_row(data, labels, seed, t_plain, plain_acc, row)
     if "kfold" in methods:
         _kfold_row(data, labels, seed, t_plain, plain_acc, row)
     if "baselines" in methods:
         _baseline_rows(data, labels, seed, fld, model, t_fld / t_plain, plain_acc, row)
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+        np.savez_compressed(save / f"{spec.replace(':', '_')}_seed{seed}.npz", **saved)
     return rows
 
 
@@ -192,8 +204,8 @@ def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row:
 
 
 def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
-                  row: Callable) -> None:
-    """cleanlab on out-of-sample probabilities from 5 trainings."""
+                  row: Callable) -> np.ndarray:
+    """cleanlab on out-of-sample probabilities from 5 trainings; returns those ``(N, C)`` probabilities."""
     from cleanlab.filter import find_label_issues
     from cleanlab.rank import get_label_quality_scores
 
@@ -206,6 +218,7 @@ def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, pla
         oos[te] = predict(m, data.x[te])
     issues = find_label_issues(labels, oos)
     row("cleanlab 5-fold", issues, 1 - get_label_quality_scores(labels, oos), t_cv / t_plain, plain_acc)
+    return oos
 
 
 def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
@@ -299,15 +312,20 @@ def mean_rows(per_seed: list[dict[str, tuple[float, ...]]]) -> dict[str, tuple[f
 COLUMNS = ("precision", "recall", "f1", "auroc", "flagged_share", "correction", "test_acc", "time")
 
 
-def print_table(title: str, per_seed: list[dict[str, dict[str, float]]]) -> None:
-    """One setting's table: each method's columns averaged over the seeds (NaN-aware)."""
+def print_table(title: str, per_seed: list[dict[str, dict[str, float]]], seeds: list[int] | None = None) -> None:
+    """One setting's table: each method's columns averaged over the seeds (NaN-aware). A method that
+    only some seeds measured is averaged over those and its name says which (``seeds`` names them)."""
     print(f"\n{title}")
     print("| method | precision | recall | F1 | AUROC | flagged | relabels right | test acc. | time vs plain |")
     print("|---|---|---|---|---|---|---|---|---|")
-    for method in per_seed[0]:
-        mean = {c: float(np.nanmean([r[method][c] for r in per_seed])) if not all(
-            np.isnan(r[method][c]) for r in per_seed) else float("nan") for c in COLUMNS}
-        print(f"| {method} | " + " | ".join(
+    seeds = list(range(len(per_seed))) if seeds is None else seeds
+    for method in dict.fromkeys(m for rows in per_seed for m in rows):
+        rows = [r[method] for r in per_seed if method in r]
+        mean = {c: float(np.nanmean([r[c] for r in rows])) if not all(np.isnan(r[c]) for r in rows)
+                else float("nan") for c in COLUMNS}
+        name = method if len(rows) == len(per_seed) else \
+            f"{method} (seeds {[s for s, r in zip(seeds, per_seed) if method in r]})"
+        print(f"| {name} | " + " | ".join(
             "-" if np.isnan(mean[c]) else (f"{mean[c]:.1%}" if c in ("flagged_share", "correction")
                                              else f"{mean[c]:.2f}x" if c == "time" else f"{mean[c]:.3f}")
             for c in COLUMNS) + " |", flush=True)
@@ -316,7 +334,8 @@ def print_table(title: str, per_seed: list[dict[str, dict[str, float]]]) -> None
 def print_merged(paths: list[str]) -> None:
     """Tables from the ``--json`` files of several runs of one dataset and model: the seeds of all
     files pooled per setting; where two files measured the same method on the same seed (a rerun
-    with ``--methods``), the later file's row replaces the earlier one."""
+    with ``--methods``), the later file's row replaces the earlier one. A method that only some
+    seeds measured is averaged over those, and its row says so."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
     keys = {(r["dataset"], r.get("model"), r.get("epochs")) for r in runs}
     if len(keys) != 1:
@@ -332,18 +351,16 @@ def print_merged(paths: list[str]) -> None:
                 merged.setdefault(spec, {}).setdefault(seed, {}).update(rows)
     for spec, by_seed in merged.items():
         seeds = sorted(by_seed)
-        methods = list(dict.fromkeys(m for seed in seeds for m in by_seed[seed]))
-        missing = [(m, seed) for m in methods for seed in seeds if m not in by_seed[seed]]
-        if missing:
-            raise SystemExit(f"--merge: {spec}: no row for (method, seed) {missing}")
         print_table(f"{dataset} ({model}, {epochs} epochs), {spec}, mean over seeds {seeds} "
                     f"(clean-label test accuracy {statistics.mean(clean[s] for s in seeds):.3f})",
-                    [{m: by_seed[seed][m] for m in methods} for seed in seeds])
+                    [by_seed[seed] for seed in seeds], seeds)
 
 
 def main() -> None:
     parser = bench_parser(__doc__, ["symmetric:0.2"])
     parser.add_argument("--json", default=None, help="also write every seed's numbers to this file")
+    parser.add_argument("--save-dir", type=Path, default=None,
+                        help="keep each setting's labels, flag-run store and cleanlab probabilities here (.npz)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                         help="print the tables of earlier --json files (seeds pooled) and exit")
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
@@ -361,10 +378,10 @@ def main() -> None:
         clean[seed] = float(np.mean(predict(m, data.x_test).argmax(1) == data.y_test))
     everything = {}
     for spec in args.noise:
-        per_seed = [run_setting(data, spec, seed, clean[seed], methods=tuple(args.methods)) for seed in args.seeds]
+        per_seed = [run_setting(data, spec, seed, clean[seed], methods=tuple(args.methods), save=args.save_dir) for seed in args.seeds]
         everything[spec] = per_seed
         print_table(f"{args.dataset} ({data.model}, {data.epochs} epochs), {spec}, mean over seeds {args.seeds} "
-                    f"(clean-label test accuracy {statistics.mean(clean.values()):.3f})", per_seed)
+                    f"(clean-label test accuracy {statistics.mean(clean.values()):.3f})", per_seed, args.seeds)
         if args.json:  # after every setting, so a stopped run keeps what it measured
             with open(args.json, "w") as fh:
                 json.dump({"dataset": args.dataset, "model": data.model, "epochs": data.epochs,

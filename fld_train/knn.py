@@ -278,7 +278,9 @@ def cluster_labels(
     clusters = default_clusters(n, num_classes) if clusters is None else check_int("clusters", clusters, minimum=1)
     faiss = _faiss()
     x = _normalised(np.asarray(embeddings), 0, n)
+    # ~20 points per cluster is by design: min_points_per_centroid=1 silences FAISS's "too few points" warning
     km = faiss.Kmeans(x.shape[1], min(clusters, n), niter=20, seed=seed, spherical=True, verbose=False,
+                      min_points_per_centroid=1,
                       max_points_per_centroid=max(256, n // max(clusters, 1) + 1))
     km.train(x)
     _, assign = km.index.search(x, 1)

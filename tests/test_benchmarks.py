@@ -105,13 +105,21 @@ def test_detection_benchmark_on_an_image_folder_and_merged_seeds(tmp_path, capsy
     files = []
     for seed in (0, 1):
         methods = ("flag", "relabel", "cleanlab", "baselines") if seed == 0 else ("relabel",)
-        rows = bench.run_setting(tiny, "symmetric:0.4", seed=seed, clean_acc=0.1, methods=methods)
+        rows = bench.run_setting(tiny, "symmetric:0.4", seed=seed, clean_acc=0.1, methods=methods,
+                                 save=tmp_path / "saved")
         assert "fld-train K-fold" not in rows and ("cleanlab 5-fold" in rows) == (seed == 0)
+        saved = np.load(tmp_path / "saved" / f"symmetric_0.4_seed{seed}.npz")
+        assert np.array_equal(saved["mask"], saved["labels"] != tiny.y)
+        assert ("oos" in saved) == (seed == 0) and ("store_embeddings" in saved) == (seed == 0)
+        if seed == 0:
+            assert saved["oos"].shape == (200, 10) and np.allclose(saved["oos"].sum(1), 1, atol=1e-4)
         files.append(tmp_path / f"seed{seed}.json")
         files[-1].write_text(json.dumps({"dataset": "cifar10", "model": tiny.model, "epochs": 1,
                                          "clean_acc": {str(seed): 0.1}, "results": {"symmetric:0.4": [rows]}}))
-    with pytest.raises(SystemExit, match="no row for"):  # seed 1 measured the relabel run only
-        bench.print_merged([str(f) for f in files])
+    capsys.readouterr()
+    bench.print_merged([str(f) for f in files])  # seed 1 measured the relabel run only
+    out = capsys.readouterr().out
+    assert "| cleanlab 5-fold (seeds [0]) |" in out and "| fld-train relabel |" in out
     rerun = json.loads(files[1].read_text())
     rerun["clean_acc"] = {"0": 0.1}
     rerun["results"]["symmetric:0.4"][0]["fld-train relabel"]["test_acc"] = 0.777  # tells the rows apart
@@ -124,3 +132,26 @@ def test_detection_benchmark_on_an_image_folder_and_merged_seeds(tmp_path, capsy
     assert out.count("| fld-train |") == 1 and "| cleanlab 5-fold |" in out
     relabel = next(line for line in out.splitlines() if line.startswith("| fld-train relabel |"))
     assert "| 0.777 |" in relabel
+
+
+def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys):
+    bench = _load("detection")
+    data = bench.load_digits_data()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32)
+    rows = bench.run_setting(small, "symmetric:0.3", seed=0, clean_acc=0.9, methods=("flag", "cleanlab"),
+                             save=tmp_path)
+    rescore = _load("rescore")
+    assert rescore.parse_variant("cluster_votes+target_precision=0.9") == {"cluster_votes": True,
+                                                                          "target_precision": 0.9}
+    with pytest.raises(SystemExit, match="not 'default'"):
+        rescore.parse_variant("target precision=0.9")
+    again = rescore.rows_for(tmp_path / "symmetric_0.3_seed0.npz", ["default", "target_precision=0.99"])
+    for method, name in (("default", "fld-train"), ("cleanlab 5-fold", "cleanlab 5-fold")):
+        expect = rows[name]
+        assert again[method] == pytest.approx(
+            (expect["precision"], expect["recall"], expect["f1"], expect["auroc"], expect["flagged_share"]))
+    assert again["target_precision=0.99"][4] <= again["default"][4]  # a stricter target only removes flags
+    sys.argv = ["rescore.py", str(tmp_path), "--variants", "default"]
+    rescore.main()
+    out = capsys.readouterr().out
+    assert "symmetric_0.3, mean over 1 seed(s)" in out and "| default |" in out and "| cleanlab 5-fold |" in out

@@ -145,3 +145,10 @@ def test_cluster_labels_vote_by_cluster_leaving_the_sample_out():
     assert np.mean(dense[20:].argmax(axis=1) == noisy[20:]) > 0.95
     np.testing.assert_array_equal(knn.cluster_labels(x, noisy, 5, clusters=5).classes, votes.classes)
     assert knn.default_clusters(1437, 10) == 71 and knn.default_clusters(50, 10) == 10
+
+
+def test_cluster_labels_on_few_points_per_cluster_prints_no_faiss_warning(capfd):
+    x, y = _clustered(300, classes=3)
+    knn.cluster_labels(x, y, 3)  # default_clusters: 15 clusters of about 20 points, fewer than FAISS's 39
+    captured = capfd.readouterr()
+    assert "WARNING" not in captured.out + captured.err

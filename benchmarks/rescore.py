@@ -1,0 +1,136 @@
+"""Re-score saved detection runs: scoring variants measured without training again.
+
+``benchmarks/detection.py --save-dir DIR`` keeps, per noise setting and seed, the noisy labels, the
+noise mask, the flag run's per-sample store and cleanlab's out-of-sample probabilities. This script
+rebuilds each store, runs :func:`fld_train.check.run_check` once per variant and prints, per setting,
+precision, recall, F1, AUROC and share flagged (mean over the saved seeds), with cleanlab's
+``find_label_issues`` on the same labels beside them.
+
+    python benchmarks/rescore.py /tmp/cifar_saved
+    python benchmarks/rescore.py /tmp/cifar_saved --variants default "target_precision=0.9" cluster_votes
+
+A variant is ``default``, a :func:`~fld_train.check.run_check` option (``cluster_votes``) or
+``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap`` is a variant
+of this script only (see :func:`_noise_rate_cap`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fld_train.check import run_check
+from fld_train.metrics import auroc, precision_recall_f1
+from fld_train.store import SampleStore
+
+#: Variants measured when ``--variants`` is not given.
+DEFAULT_VARIANTS = ("default", "cluster_votes", "target_precision=0.8", "target_precision=0.9")
+
+
+def parse_variant(text: str) -> dict[str, Any]:
+    """``"default"`` -> ``{}``; ``"cluster_votes"`` -> ``{"cluster_votes": True}``;
+    ``"name=value"`` -> ``{"name": float(value)}``; several joined with ``+``."""
+    options: dict[str, Any] = {}
+    for part in filter(None, text.split("+")):
+        if part == "default":
+            continue
+        name, _, value = part.partition("=")
+        if not name.isidentifier():
+            raise SystemExit(f"--variants: {part!r} is not 'default', 'option' or 'option=value'")
+        options[name] = float(value) if value else True
+    return options
+
+
+def load_store(saved: Any) -> SampleStore:
+    """The flag run's store, rebuilt from the ``store_*`` arrays of a saved run."""
+    state = {key[len("store_"):]: saved[key] for key in saved.files if key.startswith("store_")}
+    if not state:
+        raise SystemExit("a saved run without a flag-run store: run detection.py with --methods flag")
+    store = SampleStore(int(state["num_samples"]), int(state["num_classes"]), top_k=int(state["top_k"]))
+    store.load_state_dict(state)
+    return store
+
+
+def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
+    """``method -> (precision, recall, F1, AUROC, flagged share)`` for one saved run."""
+    saved = np.load(path)
+    labels, mask = saved["labels"], saved["mask"]
+    store = load_store(saved)
+    out = {}
+    for variant in variants:
+        options = parse_variant(variant)
+        noise_cap = options.pop("noise_rate_cap", False)
+        ev = run_check(store, k=10, **options)
+        flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
+        out[variant] = _row(flagged, ev.scores, mask)
+    if "oos" in saved.files:
+        from cleanlab.filter import find_label_issues
+        from cleanlab.rank import get_label_quality_scores
+
+        oos = saved["oos"]
+        out["cleanlab 5-fold"] = _row(find_label_issues(labels, oos), 1 - get_label_quality_scores(labels, oos), mask)
+    return out
+
+
+def _noise_rate_cap(store: SampleStore, labels: np.ndarray, ev: Any) -> np.ndarray:
+    """Variant ``noise_rate_cap`` (measured, not adopted; docs/benchmarks.md): keep, per given class,
+    only as many flags as confident learning's calibrated confident joint of the posterior estimates
+    wrong labels in that class, highest scores first."""
+    from fld_train import knn, scoring
+
+    c = store.num_classes
+    dist = knn.neighbour_label_distribution(knn.search(store.embeddings, k=10), labels, c)
+    q = 0.5 * store.model_probs().to_dense(c) + 0.5 * dist
+    t = scoring.per_class_thresholds(q[np.arange(labels.size), labels], labels, store.seen, c)
+    confident = np.where(q >= t[None, :] - 1e-9, q, -np.inf)
+    has = np.isfinite(confident).any(axis=1)
+    joint = np.zeros((c, c))
+    np.add.at(joint, (labels[has], confident.argmax(axis=1)[has]), 1)
+    counts = np.bincount(labels, minlength=c)
+    calibrated = joint / np.maximum(joint.sum(1, keepdims=True), 1) * counts[:, None]
+    wrong = np.rint(calibrated.sum(1) - np.diag(calibrated)).astype(int)
+    keep = np.zeros_like(ev.flagged)
+    for j in range(c):
+        idx = np.flatnonzero(ev.flagged & (labels == j))
+        keep[idx[np.argsort(-ev.scores[idx], kind="stable")[: wrong[j]]]] = True
+    return keep
+
+
+def _row(flagged: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> tuple[float, ...]:
+    p, r, f1 = precision_recall_f1(flagged, mask) if mask.any() else (float("nan"),) * 3
+    return p, r, f1, auroc(scores, mask), float(np.mean(flagged))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("save_dir", type=Path, help="a --save-dir of benchmarks/detection.py")
+    parser.add_argument("--variants", nargs="+", default=list(DEFAULT_VARIANTS),
+                        help="run_check options: default, an option name (True) or option=value, joined by +")
+    args = parser.parse_args()
+    for variant in args.variants:
+        parse_variant(variant)  # bad spellings fail before any work
+    by_setting: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(args.save_dir.glob("*_seed*.npz")):
+        by_setting[re.sub(r"_seed\d+$", "", path.stem)].append(path)
+    if not by_setting:
+        raise SystemExit(f"no *_seed*.npz files in {args.save_dir}")
+    for setting, paths in by_setting.items():
+        per_seed = [rows_for(p, args.variants) for p in paths]
+        print(f"\n{setting}, mean over {len(paths)} seed(s) ({', '.join(p.stem for p in paths)})")
+        print("| method | precision | recall | F1 | AUROC | flagged |\n|---|---|---|---|---|---|")
+        for method in dict.fromkeys(m for rows in per_seed for m in rows):
+            measured = [rows[method] for rows in per_seed if method in rows]
+            cols = [statistics.mean(row[i] for row in measured) for i in range(5)]
+            name = method if len(measured) == len(per_seed) else f"{method} ({len(measured)} of {len(per_seed)} seeds)"
+            print(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in cols[:4])
+                  + f" | {cols[4]:.1%} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()
