@@ -164,9 +164,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
     saved: dict[str, np.ndarray] = {"labels": labels, "mask": mask}
 
     def row(name, flagged, scores, time_ratio, test_acc, corr=float("nan")):
-        p, r, f1 = precision_recall_f1(flagged, mask) if mask.any() else (float("nan"),) * 3
-        rows[name] = {"precision": p, "recall": r, "f1": f1, "auroc": auroc(scores, mask),
-                      "flagged_share": float(np.mean(flagged)), "correction": corr,
+        rows[name] = {**flag_metrics(flagged, scores, mask), "correction": corr,
                       "test_acc": test_acc, "time": time_ratio, "clean_acc": clean_acc}
 
     plain, t_plain, _ = fit(data, data.x, labels, seed)
@@ -193,6 +191,22 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
     return rows
 
 
+def flag_metrics(flagged: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> dict[str, float]:
+    """Precision, recall, F1 (NaN without noise), AUROC and share flagged of one method's flags."""
+    p, r, f1 = precision_recall_f1(flagged, mask) if mask.any() else (float("nan"),) * 3
+    return {"precision": p, "recall": r, "f1": f1, "auroc": auroc(scores, mask),
+            "flagged_share": float(np.mean(flagged))}
+
+
+def cleanlab_verdict(labels: np.ndarray, oos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """cleanlab's ``find_label_issues`` flags and ``1 - get_label_quality_scores`` scores on ``(N, C)``
+    out-of-sample probabilities."""
+    from cleanlab.filter import find_label_issues
+    from cleanlab.rank import get_label_quality_scores
+
+    return find_label_issues(labels, oos), 1 - get_label_quality_scores(labels, oos)
+
+
 def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row: Callable) -> None:
     fld_r = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", tensorboard=False)
     model_r, t_r, ds_r = fit(data, data.x, labels, seed, [fld_r])
@@ -206,9 +220,6 @@ def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row:
 def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
                   row: Callable) -> np.ndarray:
     """cleanlab on out-of-sample probabilities from 5 trainings; returns those ``(N, C)`` probabilities."""
-    from cleanlab.filter import find_label_issues
-    from cleanlab.rank import get_label_quality_scores
-
     oos = np.zeros((labels.size, 10))
     t_cv = 0.0
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
@@ -216,8 +227,7 @@ def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, pla
         m, t, _ = fit(data, data.x[tr], labels[tr], seed + k)
         t_cv += t
         oos[te] = predict(m, data.x[te])
-    issues = find_label_issues(labels, oos)
-    row("cleanlab 5-fold", issues, 1 - get_label_quality_scores(labels, oos), t_cv / t_plain, plain_acc)
+    row("cleanlab 5-fold", *cleanlab_verdict(labels, oos), t_cv / t_plain, plain_acc)
     return oos
 
 

@@ -19,14 +19,17 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
+import sys
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from detection import cleanlab_verdict, flag_metrics  # a sibling script
+
 from fld_train.check import run_check
-from fld_train.metrics import auroc, precision_recall_f1
 from fld_train.store import SampleStore
 
 #: Variants measured when ``--variants`` is not given.
@@ -70,11 +73,7 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
         flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
         out[variant] = _row(flagged, ev.scores, mask)
     if "oos" in saved.files:
-        from cleanlab.filter import find_label_issues
-        from cleanlab.rank import get_label_quality_scores
-
-        oos = saved["oos"]
-        out["cleanlab 5-fold"] = _row(find_label_issues(labels, oos), 1 - get_label_quality_scores(labels, oos), mask)
+        out["cleanlab 5-fold"] = _row(*cleanlab_verdict(labels, saved["oos"]), mask)
     return out
 
 
@@ -103,8 +102,8 @@ def _noise_rate_cap(store: SampleStore, labels: np.ndarray, ev: Any) -> np.ndarr
 
 
 def _row(flagged: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> tuple[float, ...]:
-    p, r, f1 = precision_recall_f1(flagged, mask) if mask.any() else (float("nan"),) * 3
-    return p, r, f1, auroc(scores, mask), float(np.mean(flagged))
+    metrics = flag_metrics(flagged, scores, mask)
+    return tuple(metrics[c] for c in ("precision", "recall", "f1", "auroc", "flagged_share"))
 
 
 def main() -> None:

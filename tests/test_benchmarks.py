@@ -134,7 +134,7 @@ def test_detection_benchmark_on_an_image_folder_and_merged_seeds(tmp_path, capsy
     assert "| 0.777 |" in relabel
 
 
-def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys):
+def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys, monkeypatch):
     bench = _load("detection")
     data = bench.load_digits_data()
     small = replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32)
@@ -151,7 +151,7 @@ def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys):
         assert again[method] == pytest.approx(
             (expect["precision"], expect["recall"], expect["f1"], expect["auroc"], expect["flagged_share"]))
     assert again["target_precision=0.99"][4] <= again["default"][4]  # a stricter target only removes flags
-    sys.argv = ["rescore.py", str(tmp_path), "--variants", "default"]
+    monkeypatch.setattr(sys, "argv", ["rescore.py", str(tmp_path), "--variants", "default"])
     rescore.main()
     out = capsys.readouterr().out
     assert "symmetric_0.3, mean over 1 seed(s)" in out and "| default |" in out and "| cleanlab 5-fold |" in out
