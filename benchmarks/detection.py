@@ -41,6 +41,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
+from typing import Any
 
 import lightning.pytorch as pl
 import numpy as np
@@ -155,10 +156,12 @@ METHODS = ("flag", "relabel", "cleanlab", "kfold", "baselines")
 
 
 def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
-                methods: tuple[str, ...] = METHODS, save: Path | None = None) -> dict[str, dict[str, float]]:
+                methods: tuple[str, ...] = METHODS, save: Path | None = None,
+                relabel_options: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
     """One noise setting and seed: every method of ``methods``; with ``save``, also an ``.npz`` there
     with the noisy labels, the noise mask, the flag run's store and cleanlab's out-of-sample
-    probabilities, so that scoring changes can be re-measured without training again."""
+    probabilities, so that scoring changes can be re-measured without training again.
+    ``relabel_options`` go to the relabel run's :class:`~fld_train.FakeLabelDiscovery`."""
     labels, mask = noisy_labels(data, spec, seed)
     rows: dict[str, dict[str, float]] = {}
     saved: dict[str, np.ndarray] = {"labels": labels, "mask": mask}
@@ -178,7 +181,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
         saved.update({f"store_{key}": np.asarray(value) for key, value in fld.store.state_dict().items()
                       if value is not None})
     if "relabel" in methods:
-        _relabel_row(data, labels, seed, t_plain, row)
+        _relabel_row(data, labels, seed, t_plain, row, relabel_options or {})
     if "cleanlab" in methods:
         saved["oos"] = _cleanlab_row(data, labels, seed, t_plain, plain_acc, row)
     if "kfold" in methods:
@@ -207,8 +210,9 @@ def cleanlab_verdict(labels: np.ndarray, oos: np.ndarray) -> tuple[np.ndarray, n
     return find_label_issues(labels, oos), 1 - get_label_quality_scores(labels, oos)
 
 
-def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row: Callable) -> None:
-    fld_r = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", tensorboard=False)
+def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row: Callable,
+                 options: dict[str, Any]) -> None:
+    fld_r = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", tensorboard=False, **options)
     model_r, t_r, ds_r = fit(data, data.x, labels, seed, [fld_r])
     rep_r = fld_r.report()
     changed = ds_r.current_labels != labels
@@ -366,6 +370,29 @@ def print_merged(paths: list[str]) -> None:
                     [by_seed[seed] for seed in seeds], seeds)
 
 
+def parse_options(pairs: list[str]) -> dict[str, Any]:
+    """``["uncertain_action=downweight", "k=20"]`` -> ``{"uncertain_action": "downweight", "k": 20}``
+    (ints, floats, true/false and none are converted; anything else stays a string)."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, text = pair.partition("=")
+        if not sep or not name.isidentifier():
+            raise SystemExit(f"--relabel-options: {pair!r} is not name=value")
+        special = {"true": True, "false": False, "none": None}
+        if text.lower() in special:
+            options[name] = special[text.lower()]
+            continue
+        for kind in (int, float):
+            try:
+                options[name] = kind(text)
+                break
+            except ValueError:
+                continue
+        else:
+            options[name] = text
+    return options
+
+
 def main() -> None:
     parser = bench_parser(__doc__, ["symmetric:0.2"])
     parser.add_argument("--json", default=None, help="also write every seed's numbers to this file")
@@ -376,7 +403,10 @@ def main() -> None:
     parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
                         help="method groups to run (kfold: 5 more trainings per setting and seed; "
                              "baselines reuse the flag run)")
+    parser.add_argument("--relabel-options", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="FakeLabelDiscovery options of the relabel run, e.g. uncertain_action=downweight")
     args = parser.parse_args()
+    relabel_options = parse_options(args.relabel_options)
     if args.merge:
         print_merged(args.merge)
         return
@@ -388,14 +418,16 @@ def main() -> None:
         clean[seed] = float(np.mean(predict(m, data.x_test).argmax(1) == data.y_test))
     everything = {}
     for spec in args.noise:
-        per_seed = [run_setting(data, spec, seed, clean[seed], methods=tuple(args.methods), save=args.save_dir) for seed in args.seeds]
+        per_seed = [run_setting(data, spec, seed, clean[seed], methods=tuple(args.methods), save=args.save_dir,
+                                relabel_options=relabel_options) for seed in args.seeds]
         everything[spec] = per_seed
         print_table(f"{args.dataset} ({data.model}, {data.epochs} epochs), {spec}, mean over seeds {args.seeds} "
                     f"(clean-label test accuracy {statistics.mean(clean.values()):.3f})", per_seed, args.seeds)
         if args.json:  # after every setting, so a stopped run keeps what it measured
             with open(args.json, "w") as fh:
                 json.dump({"dataset": args.dataset, "model": data.model, "epochs": data.epochs,
-                           "clean_acc": clean, "results": everything}, fh, indent=1)
+                           "relabel_options": relabel_options, "clean_acc": clean, "results": everything},
+                          fh, indent=1)
 
 
 if __name__ == "__main__":

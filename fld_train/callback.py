@@ -115,6 +115,10 @@ class FakeLabelDiscovery(Callback):
             relabeled: ``"review"`` (trained on as it is, first in the review queue) or
             ``"downweight"`` (its weight drops to ``1 - score``, reversibly at every check; better
             on noisy data, worse on clean data with a weak model: docs/tuning.md).
+        downweight_budget: with ``uncertain_action="downweight"``, how many of those samples are
+            down-weighted: ``"flagged"`` all of them; ``"estimated_noise"`` per class at most as many
+            as confident learning estimates wrong labels in it (see
+            :func:`fld_train.scoring.evaluate`).
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -143,6 +147,7 @@ class FakeLabelDiscovery(Callback):
         target_precision: float | None = None,
         cluster_votes: bool = False,
         uncertain_action: str = "review",
+        downweight_budget: str = "flagged",
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -195,6 +200,9 @@ class FakeLabelDiscovery(Callback):
         self.uncertain_action = check_choice(
             "uncertain_action", uncertain_action, scoring.UNCERTAIN_ACTIONS,
             hint="It applies to flagged samples that action='relabel' does not relabel.")
+        self.downweight_budget = check_choice(
+            "downweight_budget", downweight_budget, scoring.DOWNWEIGHT_BUDGETS,
+            hint="It limits how many samples uncertain_action='downweight' down-weights.")
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -524,7 +532,7 @@ class FakeLabelDiscovery(Callback):
             max_class_change_fraction=self.max_relabel_class_fraction,
             max_flag_class_fraction=self.max_flag_class_fraction,
             target_precision=self.target_precision, cluster_votes=self.cluster_votes,
-            uncertain_action=self.uncertain_action,
+            uncertain_action=self.uncertain_action, downweight_budget=self.downweight_budget,
         )
         if self.dataset is not None:  # a human's decision outranks the automatic one
             evaluation.decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED

@@ -27,6 +27,8 @@ def run_check(
     target_precision: float | None = None,
     uncertain_action: str = "review",
     cluster_votes: bool = False,
+    model_weight: float = 0.5,
+    downweight_budget: str = "flagged",
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.
 
@@ -45,6 +47,8 @@ def run_check(
         uncertain_action: see :func:`fld_train.scoring.evaluate`.
         cluster_votes: average the kNN vote with the k-means cluster vote
             (:func:`fld_train.knn.cluster_labels`) as the neighbourhood half of the posterior.
+        model_weight: see :func:`fld_train.scoring.evaluate`.
+        downweight_budget: see :func:`fld_train.scoring.evaluate`.
 
     Returns:
         The :class:`~fld_train.scoring.Evaluation`.
@@ -76,7 +80,7 @@ def run_check(
         current_labels=votes_from, learned_at_first_sight=learned_at_first_sight,
         max_change_fraction=max_change_fraction, max_class_change_fraction=max_class_change_fraction,
         max_flag_class_fraction=max_flag_class_fraction, target_precision=target_precision,
-        uncertain_action=uncertain_action,
+        uncertain_action=uncertain_action, model_weight=model_weight, downweight_budget=downweight_budget,
         extra_signals={
             "aum_margin": store.mean_margin(),
             "given_prob_variability": store.given_prob_variability(),

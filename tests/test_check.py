@@ -52,3 +52,11 @@ def test_cluster_votes_join_the_neighbourhood_signal():
     both = run_check(store, cluster_votes=True)
     assert np.mean(both.flagged == mask) > 0.97
     assert not np.allclose(both.signals["knn_agreement"], plain.signals["knn_agreement"])
+
+
+def test_check_passes_the_witness_weight_and_the_downweight_budget_on():
+    store, _, _ = _store()
+    model_only = run_check(store, model_weight=1.0)
+    np.testing.assert_allclose(model_only.signals["posterior_given"], model_only.signals["model_given_prob"])
+    with pytest.raises(ValueError, match="`downweight_budget` must be one of"):
+        run_check(store, downweight_budget="none")
