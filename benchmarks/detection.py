@@ -212,7 +212,8 @@ def cleanlab_verdict(labels: np.ndarray, oos: np.ndarray) -> tuple[np.ndarray, n
 
 def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row: Callable,
                  options: dict[str, Any]) -> None:
-    fld_r = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", tensorboard=False, **options)
+    fld_r = FakeLabelDiscovery(10, **{"check_every_n_epochs": 2, "action": "relabel", "tensorboard": False,
+                                      **options})
     model_r, t_r, ds_r = fit(data, data.x, labels, seed, [fld_r])
     rep_r = fld_r.report()
     changed = ds_r.current_labels != labels

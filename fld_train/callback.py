@@ -111,14 +111,14 @@ class FakeLabelDiscovery(Callback):
             combined posterior prefers another class (see :func:`fld_train.scoring.evaluate`).
         cluster_votes: add the k-means cluster vote to the kNN vote (measured to help on structured
             noise - pair-flip, clustered - and to change little on random noise; docs/benchmarks.md).
+        model_weight: weight of the training dynamics (the model's mean softmax) in the combined
+            posterior; the neighbourhood vote gets the rest. Measured: an under-trained model whose
+            embedding separates classes poorly is better trusted more (0.7); a model that memorises
+            its labels, less (0.4); docs/benchmarks.md, "Weighting the two witnesses".
         uncertain_action: with ``action="relabel"``, what happens to a flagged sample that is not
             relabeled: ``"review"`` (trained on as it is, first in the review queue) or
             ``"downweight"`` (its weight drops to ``1 - score``, reversibly at every check; better
             on noisy data, worse on clean data with a weak model: docs/tuning.md).
-        downweight_budget: with ``uncertain_action="downweight"``, how many of those samples are
-            down-weighted: ``"flagged"`` all of them; ``"estimated_noise"`` per class at most as many
-            as confident learning estimates wrong labels in it (see
-            :func:`fld_train.scoring.evaluate`).
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -146,8 +146,8 @@ class FakeLabelDiscovery(Callback):
         store_dir: str | os.PathLike[str] | None = None,
         target_precision: float | None = None,
         cluster_votes: bool = False,
+        model_weight: float = 0.5,
         uncertain_action: str = "review",
-        downweight_budget: str = "flagged",
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -197,12 +197,12 @@ class FakeLabelDiscovery(Callback):
         if not isinstance(cluster_votes, bool):
             raise TypeError(f"`cluster_votes` must be True or False, got {cluster_votes!r}.")
         self.cluster_votes = cluster_votes
+        self.model_weight = check_float(
+            "model_weight", model_weight, low=0.0, high=1.0,
+            hint="It is the model's share of the posterior; the neighbours' vote gets 1 - model_weight.")
         self.uncertain_action = check_choice(
             "uncertain_action", uncertain_action, scoring.UNCERTAIN_ACTIONS,
             hint="It applies to flagged samples that action='relabel' does not relabel.")
-        self.downweight_budget = check_choice(
-            "downweight_budget", downweight_budget, scoring.DOWNWEIGHT_BUDGETS,
-            hint="It limits how many samples uncertain_action='downweight' down-weights.")
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -532,7 +532,8 @@ class FakeLabelDiscovery(Callback):
             max_class_change_fraction=self.max_relabel_class_fraction,
             max_flag_class_fraction=self.max_flag_class_fraction,
             target_precision=self.target_precision, cluster_votes=self.cluster_votes,
-            uncertain_action=self.uncertain_action, downweight_budget=self.downweight_budget,
+            model_weight=self.model_weight,
+            uncertain_action=self.uncertain_action,
         )
         if self.dataset is not None:  # a human's decision outranks the automatic one
             evaluation.decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED

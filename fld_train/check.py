@@ -28,7 +28,6 @@ def run_check(
     uncertain_action: str = "review",
     cluster_votes: bool = False,
     model_weight: float = 0.5,
-    downweight_budget: str = "flagged",
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.
 
@@ -48,7 +47,6 @@ def run_check(
         cluster_votes: average the kNN vote with the k-means cluster vote
             (:func:`fld_train.knn.cluster_labels`) as the neighbourhood half of the posterior.
         model_weight: see :func:`fld_train.scoring.evaluate`.
-        downweight_budget: see :func:`fld_train.scoring.evaluate`.
 
     Returns:
         The :class:`~fld_train.scoring.Evaluation`.
@@ -80,7 +78,7 @@ def run_check(
         current_labels=votes_from, learned_at_first_sight=learned_at_first_sight,
         max_change_fraction=max_change_fraction, max_class_change_fraction=max_class_change_fraction,
         max_flag_class_fraction=max_flag_class_fraction, target_precision=target_precision,
-        uncertain_action=uncertain_action, model_weight=model_weight, downweight_budget=downweight_budget,
+        uncertain_action=uncertain_action, model_weight=model_weight,
         extra_signals={
             "aum_margin": store.mean_margin(),
             "given_prob_variability": store.given_prob_variability(),

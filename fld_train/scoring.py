@@ -39,8 +39,6 @@ from fld_train.sparse import Segments, SparseProbs
 ACTIONS = ("flag", "relabel", "downweight")
 #: What ``action="relabel"`` does with a flagged sample it does not relabel.
 UNCERTAIN_ACTIONS = ("review", "downweight")
-#: How many flagged samples ``uncertain_action="downweight"`` may down-weight per class.
-DOWNWEIGHT_BUDGETS = ("flagged", "estimated_noise")
 
 #: Decision codes, stored as int8 and named in reports.
 KEEP, RELABEL, DOWNWEIGHT, REVIEW, UNSEEN, REVIEWED = 0, 1, 2, 3, 4, 5
@@ -111,39 +109,6 @@ def precision_cut(flagged: np.ndarray, p_wrong: np.ndarray, target: float) -> np
     return out
 
 
-def estimated_wrong_per_class(
-    seg: Segments, seg_q: np.ndarray, given: np.ndarray, thresholds: np.ndarray, seen: np.ndarray,
-    num_classes: int,
-) -> np.ndarray:
-    """Confident learning's estimate of how many given labels of each class are wrong.
-
-    Each seen sample counts in the confident joint at (given class, most probable class among those
-    it is confidently in, ``q_ij >= t_j``); a sample confident in no class does not count. Each row
-    of the joint is calibrated to the number of samples labelled with that class, and the estimate for
-    class ``j`` is that count times the off-diagonal share of row ``j``.
-
-    Args:
-        seg: the posterior's segments (see :class:`~fld_train.sparse.Segments`).
-        seg_q: ``(S,)`` posterior value of each segment.
-        given: ``(N,)`` given labels.
-        thresholds: ``(C,)`` per-class thresholds (:func:`per_class_thresholds`).
-        seen: ``(N,)`` bool, samples to count.
-        num_classes: number of classes C.
-
-    Returns:
-        ``(C,)`` int64 estimated count of wrong labels per given class.
-    """
-    confident = (seg_q >= thresholds[seg.classes] - 1e-9) & (seg_q > 0) & seen[seg.rows]
-    has = np.zeros(seg.num_rows, dtype=bool)
-    has[seg.rows[confident]] = True
-    best = seg.row_argmax(np.where(confident, seg_q, -1.0))
-    counts = np.bincount(given[seen], minlength=num_classes).astype(np.float64)
-    in_row = np.bincount(given[has], minlength=num_classes).astype(np.float64)
-    off = np.bincount(given[has & (best != given)], minlength=num_classes).astype(np.float64)
-    share = np.divide(off, in_row, out=np.zeros(num_classes), where=in_row > 0)
-    return np.rint(share * counts).astype(np.int64)
-
-
 def within_budget(
     candidates: np.ndarray,
     scores: np.ndarray,
@@ -201,7 +166,6 @@ def evaluate(
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
     uncertain_action: str = "review",
-    downweight_budget: str = "flagged",
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Score every sample, flag the likely mislabeled ones and decide an action for each.
@@ -245,11 +209,6 @@ def evaluate(
             probably wrong while no one has looked at it. Down-weighting helped test accuracy on
             noisy data and hurt it on clean data with a weaker model, where the down-weighted
             samples are fit less, stay flagged and draw more flags (docs/benchmarks.md).
-        downweight_budget: how many of the flagged samples that are not relabeled
-            ``uncertain_action="downweight"`` down-weights: ``"flagged"`` all of them;
-            ``"estimated_noise"`` per given class at most as many as confident learning estimates
-            wrong labels in that class (:func:`estimated_wrong_per_class`) less that class's
-            relabels, the highest-scored first; the rest go to review.
         extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
 
     Returns:
@@ -281,20 +240,8 @@ def evaluate(
                     hint="It is the largest share of one class that may be flagged; 1.0 = no cap."),
     )
     uncertain_action = check_choice("uncertain_action", uncertain_action, UNCERTAIN_ACTIONS)
-    downweight_budget = check_choice("downweight_budget", downweight_budget, DOWNWEIGHT_BUDGETS)
     return _evaluate_impl(given, c, model, neighbours, seen, action, model_weight, current, early, budget,
-                          target_precision, uncertain_action, downweight_budget, dict(extra_signals or {}))
-
-
-def _top_per_class(candidates: np.ndarray, scores: np.ndarray, given: np.ndarray, room: np.ndarray) -> np.ndarray:
-    """The ``room[j]`` highest-scored candidates of each given class ``j``."""
-    idx = np.flatnonzero(candidates)
-    order = idx[np.lexsort((-scores[idx], given[idx]))]  # by class, best score first
-    cls = given[order]
-    rank = np.arange(order.size) - np.searchsorted(cls, cls)
-    keep = np.zeros_like(candidates)
-    keep[order[rank < room[cls]]] = True
-    return keep
+                          target_precision, uncertain_action, dict(extra_signals or {}))
 
 
 def _sparse(name: str, values: np.ndarray | SparseProbs, n: int, c: int) -> SparseProbs:
@@ -327,7 +274,6 @@ def _evaluate_impl(
     budget: tuple[float, float, float],
     target_precision: float | None,
     uncertain_action: str,
-    downweight_budget: str,
     extra: dict[str, np.ndarray],
 ) -> Evaluation:
     n = given.size
@@ -375,10 +321,6 @@ def _evaluate_impl(
         decisions[standing | change] = RELABEL
         if uncertain_action == "downweight":
             downweight = flagged & (decisions == REVIEW)
-            if downweight_budget == "estimated_noise":
-                room = estimated_wrong_per_class(seg, seg_q, given, thresholds, seen, num_classes)
-                room = np.maximum(room - np.bincount(given[decisions == RELABEL], minlength=num_classes), 0)
-                downweight = _top_per_class(downweight, scores, given, room)
     decisions[downweight] = DOWNWEIGHT
     weights[downweight] = (1.0 - scores[downweight]).astype(np.float32)
     scores = np.where(seen, scores, 0.0)

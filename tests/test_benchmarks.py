@@ -44,6 +44,37 @@ def test_knn_scale_benchmark_row():
     assert row["index"] == "exact" and row["flag_f1"] > 0.9
     assert row["knn_s"] > 0 and row["sklearn_s"] > 0 and row["store_mb"] > 0
     assert row["imagenet_store_mb"] < 1000
+    assert "cluster_check_s" not in row
+    row = bench.one_size(3000, classes=50, dim=32, sklearn_max=0, seed=0, cluster_votes=True)
+    assert row["cluster_check_s"] > 0 and row["clusters"] == 150 and "sklearn_s" not in row
+
+
+def test_relabel_options_reach_the_relabel_run(monkeypatch):
+    bench = _load("detection")
+    made = []
+
+    class Recording(bench.FakeLabelDiscovery):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "FakeLabelDiscovery", Recording)
+    data = bench.load_digits_data()
+    small = replace(data, x=data.x[:300], y=data.y[:300], epochs=2, hidden=16)
+    rows = bench.run_setting(small, "symmetric:0.2", seed=0, clean_acc=0.9, methods=("relabel",),
+                             relabel_options={"uncertain_action": "downweight", "check_every_n_epochs": 1})
+    assert set(rows) == {"fld-train relabel"}
+    assert made == [{"check_every_n_epochs": 1, "action": "relabel", "tensorboard": False,
+                     "uncertain_action": "downweight"}]
+
+
+def test_relabel_options_are_parsed_into_callback_arguments():
+    parse = _load("detection").parse_options
+    assert parse(["uncertain_action=downweight", "k=20", "target_precision=0.9", "cluster_votes=true",
+                  "embedding_dim=none"]) == {"uncertain_action": "downweight", "k": 20, "target_precision": 0.9,
+                                             "cluster_votes": True, "embedding_dim": None}
+    with pytest.raises(SystemExit, match="not name=value"):
+        parse(["downweight"])
 
 
 def test_strictness_benchmark_rows():
@@ -155,3 +186,10 @@ def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys, monkeypatch):
     rescore.main()
     out = capsys.readouterr().out
     assert "symmetric_0.3, mean over 1 seed(s)" in out and "| default |" in out and "| cleanlab 5-fold |" in out
+    witnesses = _load("witnesses")
+    model_clean, model_wrong, knn_clean, knn_wrong, ratio = witnesses.witness_row(tmp_path / "symmetric_0.3_seed0.npz")
+    # both witnesses name the given label far more often when it is right than when it is wrong
+    assert model_clean > model_wrong + 0.3 and knn_clean > knn_wrong + 0.3 and ratio > 0
+    monkeypatch.setattr(sys, "argv", ["witnesses.py", str(tmp_path)])
+    witnesses.main()
+    assert f"| {tmp_path.name} | symmetric_0.3 (1 seeds) |" in capsys.readouterr().out

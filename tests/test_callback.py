@@ -209,8 +209,7 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
         ({"num_classes": 10, "max_flag_class_fraction": 2}, ValueError, "`max_flag_class_fraction` must be in"),
         ({"num_classes": 10, "uncertain_action": "drop"}, ValueError,
          "`uncertain_action` must be one of \\{'review', 'downweight'\\}, got 'drop'"),
-        ({"num_classes": 10, "downweight_budget": "half"}, ValueError,
-         "`downweight_budget` must be one of \\{'flagged', 'estimated_noise'\\}, got 'half'"),
+        ({"num_classes": 10, "model_weight": 1.5}, ValueError, "`model_weight` must be in \\[0.0, 1.0\\], got 1.5"),
     ],
 )
 def test_constructor_validates_arguments(kwargs, error, match):

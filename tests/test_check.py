@@ -54,9 +54,9 @@ def test_cluster_votes_join_the_neighbourhood_signal():
     assert not np.allclose(both.signals["knn_agreement"], plain.signals["knn_agreement"])
 
 
-def test_check_passes_the_witness_weight_and_the_downweight_budget_on():
+def test_check_passes_the_witness_weight_on():
     store, _, _ = _store()
     model_only = run_check(store, model_weight=1.0)
     np.testing.assert_allclose(model_only.signals["posterior_given"], model_only.signals["model_given_prob"])
-    with pytest.raises(ValueError, match="`downweight_budget` must be one of"):
-        run_check(store, downweight_budget="none")
+    with pytest.raises(ValueError, match="`model_weight` must be in"):
+        run_check(store, model_weight=-0.1)

@@ -2,7 +2,6 @@ import numpy as np
 import pytest
 
 from fld_train import scoring
-from fld_train.sparse import Segments
 
 
 def _case():
@@ -201,32 +200,3 @@ def test_uncertain_relabel_candidates_can_be_downweighted_instead_of_reviewed():
     np.testing.assert_array_equal(ev.weights[~over_budget], 1.0)
     with pytest.raises(ValueError, match="`uncertain_action` must be one of"):
         scoring.evaluate(given, model, knn, action="relabel", uncertain_action="drop")
-
-
-def test_estimated_wrong_per_class_counts_the_calibrated_confident_joint():
-    def estimate(given, q):
-        seg = Segments.merge(np.tile(np.arange(2), (given.size, 1)), q[None])
-        seen = np.ones(given.size, dtype=bool)
-        thresholds = scoring.per_class_thresholds(q[np.arange(given.size), given], given, seen, 2)
-        return scoring.estimated_wrong_per_class(seg, seg.values[0], given, thresholds, seen, 2)
-
-    given, model, _ = _many_flips()  # six of class 0's ten samples are confidently in class 1
-    np.testing.assert_array_equal(estimate(given, model), [6, 0])
-    model[4], model[5] = [0.45, 0.55], [0.4, 0.6]  # flagged, but confident in no class: not counted
-    np.testing.assert_array_equal(estimate(given, model), [5, 0])  # 4 of the 8 counted, scaled to 10
-
-
-def test_downweights_can_be_limited_to_the_estimated_noise():
-    given, model, knn = _many_flips()
-    model[4], model[5] = [0.45, 0.55], [0.4, 0.6]
-    knn[4], knn[5] = model[4], model[5]
-    options = dict(action="relabel", max_class_change_fraction=0.0, max_flag_class_fraction=1.0,
-                   uncertain_action="downweight")
-    everything = scoring.evaluate(given, model, knn, **options)
-    np.testing.assert_array_equal(np.flatnonzero(everything.decisions == scoring.DOWNWEIGHT), np.arange(6))
-    limited = scoring.evaluate(given, model, knn, downweight_budget="estimated_noise", **options)
-    # five wrong labels estimated in class 0: the five best-scored flags; sample 4 scores lowest
-    np.testing.assert_array_equal(np.flatnonzero(limited.decisions == scoring.DOWNWEIGHT), [0, 1, 2, 3, 5])
-    assert limited.decisions[4] == scoring.REVIEW and limited.weights[4] == 1.0
-    with pytest.raises(ValueError, match="`downweight_budget` must be one of.*'estimated_noise'"):
-        scoring.evaluate(given, model, knn, downweight_budget="some")
