@@ -257,3 +257,27 @@ def test_embedding_dim_projects_what_the_store_keeps(digits, tmp_path):
     assert fld.store.embeddings.shape == (len(noisy), 16) and fld.store.projection.shape == (128, 16)
     assert (tmp_path / "store" / "embeddings.npy").exists()
     assert fld.report().detection(mask).auroc >= 0.95
+
+
+def test_scoring_options_reach_the_check(monkeypatch):
+    import fld_train.callback as callback_module
+    from fld_train.store import SampleStore
+
+    seen = {}
+
+    class Stop(Exception):
+        pass
+
+    def fake_check(store, vote_labels=None, **kwargs):
+        seen.update(kwargs)
+        raise Stop  # the options are all this test needs
+
+    monkeypatch.setattr(callback_module, "run_check", fake_check)
+    fld = FakeLabelDiscovery(3, model_weight=0.8, cluster_votes=True, target_precision=0.9,
+                             uncertain_action="downweight", max_flag_class_fraction=0.3)
+    fld.store = SampleStore(4, 3)
+    with pytest.raises(Stop):
+        fld._evaluate()
+    assert seen["model_weight"] == 0.8 and seen["cluster_votes"] is True
+    assert seen["target_precision"] == 0.9 and seen["uncertain_action"] == "downweight"
+    assert seen["max_flag_class_fraction"] == 0.3
