@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import cleanlab_verdict, flag_metrics  # a sibling script
+from detection import cleanlab_verdict, flag_metrics, parse_options  # a sibling script
 
 from fld_train.check import run_check
 from fld_train.store import SampleStore
@@ -38,16 +38,27 @@ DEFAULT_VARIANTS = ("default", "cluster_votes", "target_precision=0.8", "target_
 
 def parse_variant(text: str) -> dict[str, Any]:
     """``"default"`` -> ``{}``; ``"cluster_votes"`` -> ``{"cluster_votes": True}``;
-    ``"name=value"`` -> ``{"name": float(value)}``; several joined with ``+``."""
+    ``"name=value"`` -> ``{"name": value}`` converted as :func:`detection.parse_options` does; several
+    joined with ``+``."""
     options: dict[str, Any] = {}
     for part in filter(None, text.split("+")):
         if part == "default":
             continue
-        name, _, value = part.partition("=")
+        name, sep, _ = part.partition("=")
         if not name.isidentifier():
             raise SystemExit(f"--variants: {part!r} is not 'default', 'option' or 'option=value'")
-        options[name] = float(value) if value else True
+        options.update(parse_options([part if sep else f"{name}=true"]))
     return options
+
+
+def saved_runs(folder: Path) -> dict[str, list[Path]]:
+    """The ``*_seed*.npz`` files of a ``--save-dir``, grouped by noise setting (``symmetric_0.4``)."""
+    by_setting: dict[str, list[Path]] = defaultdict(list)
+    for path in sorted(folder.glob("*_seed*.npz")):
+        by_setting[re.sub(r"_seed\d+$", "", path.stem)].append(path)
+    if not by_setting:
+        raise SystemExit(f"no *_seed*.npz files in {folder}")
+    return dict(by_setting)
 
 
 def load_store(saved: Any) -> SampleStore:
@@ -69,7 +80,7 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
     for variant in variants:
         options = parse_variant(variant)
         noise_cap = options.pop("noise_rate_cap", False)
-        ev = run_check(store, k=10, **options)
+        ev = run_check(store, **{"k": 10, **options})
         flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
         out[variant] = _row(flagged, ev.scores, mask)
     if "oos" in saved.files:
@@ -114,12 +125,7 @@ def main() -> None:
     args = parser.parse_args()
     for variant in args.variants:
         parse_variant(variant)  # bad spellings fail before any work
-    by_setting: dict[str, list[Path]] = defaultdict(list)
-    for path in sorted(args.save_dir.glob("*_seed*.npz")):
-        by_setting[re.sub(r"_seed\d+$", "", path.stem)].append(path)
-    if not by_setting:
-        raise SystemExit(f"no *_seed*.npz files in {args.save_dir}")
-    for setting, paths in by_setting.items():
+    for setting, paths in saved_runs(args.save_dir).items():
         per_seed = [rows_for(p, args.variants) for p in paths]
         print(f"\n{setting}, mean over {len(paths)} seed(s) ({', '.join(p.stem for p in paths)})")
         print("| method | precision | recall | F1 | AUROC | flagged |\n|---|---|---|---|---|---|")

@@ -14,16 +14,14 @@ both less chance), the statistic a data-driven weight would use when no noise ma
 from __future__ import annotations
 
 import argparse
-import re
 import statistics
 import sys
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from rescore import load_store  # a sibling script
+from rescore import load_store, saved_runs  # a sibling script
 
 from fld_train import knn
 
@@ -55,12 +53,7 @@ def main() -> None:
     print("| run | setting | " + " | ".join(COLUMNS) + " |")
     print("|---|---|" + "---|" * len(COLUMNS))
     for folder in args.save_dirs:
-        by_setting: dict[str, list[Path]] = defaultdict(list)
-        for path in sorted(folder.glob("*_seed*.npz")):
-            by_setting[re.sub(r"_seed\d+$", "", path.stem)].append(path)
-        if not by_setting:
-            raise SystemExit(f"no *_seed*.npz files in {folder}")
-        for setting, paths in by_setting.items():
+        for setting, paths in saved_runs(folder).items():
             rows = [witness_row(p) for p in paths]
             cells = [statistics.mean(r[i] for r in rows) for i in range(len(COLUMNS))]
             print(f"| {folder.name} | {setting} ({len(paths)} seeds) | "

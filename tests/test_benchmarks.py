@@ -176,12 +176,14 @@ def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys, monkeypatch):
                                                                           "target_precision": 0.9}
     with pytest.raises(SystemExit, match="not 'default'"):
         rescore.parse_variant("target precision=0.9")
-    again = rescore.rows_for(tmp_path / "symmetric_0.3_seed0.npz", ["default", "target_precision=0.99"])
+    assert rescore.parse_variant("k=20") == {"k": 20}  # converted as detection.py's --relabel-options
+    again = rescore.rows_for(tmp_path / "symmetric_0.3_seed0.npz", ["default", "target_precision=0.99", "k=5"])
     for method, name in (("default", "fld-train"), ("cleanlab 5-fold", "cleanlab 5-fold")):
         expect = rows[name]
         assert again[method] == pytest.approx(
             (expect["precision"], expect["recall"], expect["f1"], expect["auroc"], expect["flagged_share"]))
     assert again["target_precision=0.99"][4] <= again["default"][4]  # a stricter target only removes flags
+    assert 0.0 <= again["k=5"][4] <= 1.0  # a variant may override the default k
     monkeypatch.setattr(sys, "argv", ["rescore.py", str(tmp_path), "--variants", "default"])
     rescore.main()
     out = capsys.readouterr().out
