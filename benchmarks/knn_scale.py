@@ -10,10 +10,13 @@ full check (:func:`fld_train.check.run_check`: kNN + sparse scoring), recall of 
 neighbours on 1,000 random queries (when the index is approximate), and scikit-learn's
 ``NearestNeighbors`` (cleanlab's kNN backend, cosine metric) on the same data where it finishes
 (``--sklearn-max``), as a ratio. ``--cluster-votes`` also times the full check with the k-means
-cluster vote (``run_check(cluster_votes=True)``). Run it alone on the machine.
+cluster vote (``run_check(cluster_votes=True)``); ``--auto-k`` times the check with ``k="auto"`` (the
+default: the neighbour count chosen on a sample first, :func:`fld_train.knn.choose_k`) and shows
+the ``k`` chosen. Run it alone on the machine.
 
     python benchmarks/knn_scale.py --sizes 10000 100000 1000000 --threads 2
     python benchmarks/knn_scale.py --sizes 10000 100000 --sklearn-max 0 --cluster-votes
+    python benchmarks/knn_scale.py --sizes 10000 100000 1000000 --sklearn-max 0 --auto-k
 """
 
 from __future__ import annotations
@@ -62,7 +65,8 @@ def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
-def one_size(n: int, classes: int, dim: int, sklearn_max: int, seed: int, cluster_votes: bool = False) -> dict:
+def one_size(n: int, classes: int, dim: int, sklearn_max: int, seed: int, cluster_votes: bool = False,
+             auto_k: bool = False) -> dict:
     import faiss
 
     from fld_train import knn
@@ -83,6 +87,10 @@ def one_size(n: int, classes: int, dim: int, sklearn_max: int, seed: int, cluste
         run_check(store, k=10, cluster_votes=True)
         out["cluster_check_s"] = time.perf_counter() - t
         out["clusters"] = knn.default_clusters(n, classes)
+    if auto_k:
+        t = time.perf_counter()
+        out["auto_k"] = run_check(store).knn_k
+        out["auto_check_s"] = time.perf_counter() - t
     out["peak_rss_mb"] = _rss_mb()
     out["index"] = "exact" if n <= knn.EXACT_SEARCH_MAX else "ivf"
     out["flag_f1"] = float(2 * (ev.flagged & flip).sum() / (ev.flagged.sum() + flip.sum()))
@@ -117,10 +125,12 @@ def main() -> None:
                         help="run scikit-learn's NearestNeighbors up to this N")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--cluster-votes", action="store_true", help="also time the check with the cluster vote")
+    parser.add_argument("--auto-k", action="store_true", help='also time the check with k="auto"')
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(one_size(args.one, args.classes, args.dim, args.sklearn_max, args.seed, args.cluster_votes)))
+        print(json.dumps(one_size(args.one, args.classes, args.dim, args.sklearn_max, args.seed, args.cluster_votes,
+                                  args.auto_k)))
         return
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), OPENBLAS_NUM_THREADS=str(args.threads),
                MKL_NUM_THREADS=str(args.threads))
@@ -129,19 +139,22 @@ def main() -> None:
         cmd = [sys.executable, __file__, "--one", str(n), "--classes", str(args.classes), "--dim",
                str(args.dim), "--sklearn-max", str(args.sklearn_max), "--seed", str(args.seed)]
         cmd += ["--cluster-votes"] if args.cluster_votes else []
+        cmd += ["--auto-k"] if args.auto_k else []
         done = subprocess.run(cmd, env=env, check=True, capture_output=True, text=True)
         rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
         print(rows[-1], file=sys.stderr, flush=True)
     print(f"\nd={args.dim}, C={args.classes}, {args.threads} threads, k=10\n")
-    clusters = args.cluster_votes
+    clusters, auto = args.cluster_votes, args.auto_k
     print("| N | index | kNN s | full check s |" + (" clusters | check with cluster votes s |" if clusters else "")
+          + (' check with k="auto" s | k chosen |' if auto else "")
           + " recall@10 | sklearn s | sklearn / ours (kNN) | store MB | peak RSS MB |")
-    print("|---|---|---|---|" + ("---|---|" if clusters else "") + "---|---|---|---|---|")
+    print("|---|---|---|---|" + ("---|---|" if clusters else "") + ("---|---|" if auto else "") + "---|---|---|---|---|")
     for r in rows:
         sk, recall = r.get("sklearn_s"), r.get("recall_at_10")
         sk_cells = ("-", "-") if sk is None else (f"{sk:.1f}", f"{sk / r['knn_s']:.1f}x")
         recall_cell = "exact" if recall is None else f"{recall:.3f}"
         cluster_cells = f"{r['clusters']:,} | {r['cluster_check_s']:.1f} | " if clusters else ""
+        cluster_cells += f"{r['auto_check_s']:.1f} | {r['auto_k']} | " if auto else ""
         print(f"| {r['n']:,} | {r['index']} | {r['knn_s']:.1f} | {r['check_s']:.1f} | {cluster_cells}{recall_cell} | "
               f"{sk_cells[0]} | {sk_cells[1]} | {r['store_mb']:.0f} | {r['peak_rss_mb']:.0f} |")
     print(f"\nstore for N = 1,281,167, C = 1,000, d = {args.dim}: {rows[0]['imagenet_store_mb']:.0f} MB (computed)")

@@ -3,7 +3,8 @@
 ``benchmarks/detection.py --save-dir DIR`` keeps, per noise setting and seed, the noisy labels, the
 noise mask, the flag run's per-sample store and cleanlab's out-of-sample probabilities. This script
 rebuilds each store, runs :func:`fld_train.check.run_check` once per variant and prints, per setting,
-precision, recall, F1, AUROC and share flagged (mean over the saved seeds), with cleanlab's
+precision, recall, F1, AUROC and share flagged (mean over the saved seeds) and the kNN ``k`` each seed
+used (``k="auto"`` chooses it per seed), with cleanlab's
 ``find_label_issues`` on the same labels beside them.
 
     python benchmarks/rescore.py /tmp/cifar_saved
@@ -72,7 +73,7 @@ def load_store(saved: Any) -> SampleStore:
 
 
 def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
-    """``method -> (precision, recall, F1, AUROC, flagged share)`` for one saved run."""
+    """``method -> (precision, recall, F1, AUROC, flagged share, kNN k)`` for one saved run (k 0: cleanlab)."""
     saved = np.load(path)
     labels, mask = saved["labels"], saved["mask"]
     store = load_store(saved)
@@ -80,11 +81,11 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
     for variant in variants:
         options = parse_variant(variant)
         noise_cap = options.pop("noise_rate_cap", False)
-        ev = run_check(store, **{"k": 10, **options})
+        ev = run_check(store, **options)
         flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
-        out[variant] = _row(flagged, ev.scores, mask)
+        out[variant] = (*_row(flagged, ev.scores, mask), ev.knn_k)
     if "oos" in saved.files:
-        out["cleanlab 5-fold"] = _row(*cleanlab_verdict(labels, saved["oos"]), mask)
+        out["cleanlab 5-fold"] = (*_row(*cleanlab_verdict(labels, saved["oos"]), mask), 0)
     return out
 
 
@@ -128,13 +129,14 @@ def main() -> None:
     for setting, paths in saved_runs(args.save_dir).items():
         per_seed = [rows_for(p, args.variants) for p in paths]
         print(f"\n{setting}, mean over {len(paths)} seed(s) ({', '.join(p.stem for p in paths)})")
-        print("| method | precision | recall | F1 | AUROC | flagged |\n|---|---|---|---|---|---|")
+        print("| method | precision | recall | F1 | AUROC | flagged | k per seed |\n|---|---|---|---|---|---|---|")
         for method in dict.fromkeys(m for rows in per_seed for m in rows):
             measured = [rows[method] for rows in per_seed if method in rows]
             cols = [statistics.mean(row[i] for row in measured) for i in range(5)]
             name = method if len(measured) == len(per_seed) else f"{method} ({len(measured)} of {len(per_seed)} seeds)"
+            ks = "/".join(str(row[5]) for row in measured) if measured[0][5] else "-"
             print(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in cols[:4])
-                  + f" | {cols[4]:.1%} |", flush=True)
+                  + f" | {cols[4]:.1%} | {ks} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -25,7 +25,7 @@ def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, flo
     store, _, mask = flag_run(data, spec, seed)
     rows = {}
     for target in TARGETS:
-        ev = run_check(store, k=10, target_precision=target)
+        ev = run_check(store, target_precision=target)
         p, r, _ = precision_recall_f1(ev.flagged, mask)
         rows["none" if target is None else f"{target:.2f}"] = (p, r, float(ev.flagged.mean()))
     return rows

@@ -27,6 +27,15 @@ def check_int(name: str, value: Any, *, minimum: int | None = None, hint: str = 
     return int(value)
 
 
+def check_k(k: Any) -> int | str:
+    """Return ``k`` after checking it is ``"auto"`` or an int >= 1 (neighbours in the kNN vote)."""
+    if isinstance(k, str):
+        if k == "auto":
+            return k
+        raise ValueError(f"`k` must be 'auto' or an int >= 1, got {k!r}.")
+    return check_int("k", k, minimum=1, hint="Or 'auto', to choose it from the data.")
+
+
 def check_float(
     name: str,
     value: Any,

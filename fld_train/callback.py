@@ -24,7 +24,7 @@ from torch import nn
 from typing_extensions import override
 
 from fld_train import knn, scoring
-from fld_train._validation import check_choice, check_float, check_int, check_labels
+from fld_train._validation import check_choice, check_float, check_int, check_k, check_labels
 from fld_train.capture import HeadCapture, find_head, summarise
 from fld_train.check import run_check
 from fld_train.dataset import RelabeledDataset
@@ -86,7 +86,9 @@ class FakeLabelDiscovery(Callback):
             samples are left for review or down-weighted, see ``uncertain_action``);
             ``"downweight"`` lowers a flagged sample's weight to ``1 - score``.
         head: dotted name of the classifier layer, overriding the automatic search.
-        k: neighbours in the kNN check.
+        k: neighbours in the kNN check, or ``"auto"`` (default): at each check, the count among
+            5, 10, 20, 30, 50 and 100 whose vote best predicts held-out labels (leave-one-out Brier
+            score on up to 10,000 samples, :func:`fld_train.knn.choose_k`); logged as ``fld/knn_k``.
         use_gpu_index: ``None`` uses GPU FAISS when it sees a GPU.
         max_relabel_fraction: one check changes at most this share of the labels; the
             highest-scored candidates go first, the rest are treated as ``uncertain_action`` says.
@@ -134,7 +136,7 @@ class FakeLabelDiscovery(Callback):
         action: str = "flag",
         *,
         head: str | None = None,
-        k: int = 10,
+        k: int | str = "auto",
         use_gpu_index: bool | None = None,
         max_relabel_fraction: float = 0.5,
         max_relabel_class_fraction: float = 0.5,
@@ -164,7 +166,7 @@ class FakeLabelDiscovery(Callback):
         if head is not None and not isinstance(head, str):
             raise TypeError(f"`head` must be a module name (str) or None, got {head!r}.")
         self.head = head
-        self.k = check_int("k", k, minimum=1)
+        self.k = check_k(k)
         if use_gpu_index not in (None, True, False):
             raise TypeError(f"`use_gpu_index` must be None, True or False, got {use_gpu_index!r}.")
         self.use_gpu_index = use_gpu_index

@@ -6,9 +6,12 @@ the same check.
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 
 from fld_train import knn, scoring
+from fld_train._validation import check_k
 from fld_train.sparse import SparseProbs
 from fld_train.store import SampleStore
 
@@ -17,7 +20,7 @@ def run_check(
     store: SampleStore,
     vote_labels: np.ndarray | None = None,
     *,
-    k: int = 10,
+    k: int | str = "auto",
     action: str = "flag",
     use_gpu: bool | None = None,
     index: str = "auto",
@@ -35,7 +38,8 @@ def run_check(
         store: the per-sample store; it must hold embeddings.
         vote_labels: ``(N,)`` labels the neighbours vote with (what training uses now; default the
             given labels).
-        k: neighbours per sample.
+        k: neighbours per sample, or ``"auto"``: the count among :data:`fld_train.knn.K_CANDIDATES`
+            whose vote best predicts the labels held out (:func:`fld_train.knn.choose_k`).
         action: see :func:`fld_train.scoring.evaluate`.
         use_gpu: see :func:`fld_train.knn.search`.
         index: see :func:`fld_train.knn.search`.
@@ -49,19 +53,22 @@ def run_check(
         model_weight: see :func:`fld_train.scoring.evaluate`.
 
     Returns:
-        The :class:`~fld_train.scoring.Evaluation`.
+        The :class:`~fld_train.scoring.Evaluation`; its ``knn_k`` is the ``k`` used.
     """
+    k = check_k(k)
     if store.embeddings is None:
         raise ValueError("the store holds no embeddings yet: record at least one batch before a check.")
     seen = store.seen
     n, c = store.num_samples, store.num_classes
     given = np.where(store.given_labels >= 0, store.given_labels, 0)  # unseen: placeholder 0
     votes_from = given if vote_labels is None else vote_labels
+    rows = np.flatnonzero(seen)
+    emb = store.embeddings if rows.size == n else store.embeddings[rows]
+    if k == "auto":
+        k = knn.choose_k(emb, votes_from[rows], c, use_gpu=use_gpu, index=index) if rows.size > 1 else 1
     width = min(k, max(n - 1, 1))
     votes = SparseProbs(np.full((n, width), -1, dtype=np.int64), np.zeros((n, width)))
-    rows = np.flatnonzero(seen)
     if rows.size > 1:
-        emb = store.embeddings if rows.size == n else store.embeddings[rows]
         neighbours = knn.search(emb, k=min(k, rows.size - 1), use_gpu=use_gpu, index=index)
         found = knn.neighbour_labels(neighbours, votes_from[rows], c)
         votes.classes[rows, : found.classes.shape[1]] = found.classes
@@ -73,7 +80,7 @@ def run_check(
             extra.classes[rows], extra.values[rows] = clustered.classes, clustered.values
             votes = votes.average(extra)
     learned_at_first_sight = (store.first_epoch >= 0) & (store.first_learned_epoch == store.first_epoch)
-    return scoring.evaluate(
+    evaluation = scoring.evaluate(
         given, store.model_probs(), votes, num_classes=c, seen=seen, action=action,
         current_labels=votes_from, learned_at_first_sight=learned_at_first_sight,
         max_change_fraction=max_change_fraction, max_class_change_fraction=max_class_change_fraction,
@@ -86,3 +93,5 @@ def run_check(
             "forgetting_events": store.forgetting_events.astype(np.float64),
         },
     )
+    return dataclasses.replace(evaluation, knn_k=int(k))
+

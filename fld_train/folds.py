@@ -20,7 +20,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from fld_train import knn, scoring
-from fld_train._validation import check_int, check_labels
+from fld_train._validation import check_int, check_k, check_labels
 from fld_train.callback import FakeLabelDiscovery
 from fld_train.capture import find_head
 from fld_train.dataset import RelabeledDataset
@@ -94,7 +94,7 @@ def kfold_discovery(
     make_trainer: Callable[[list[pl.Callback]], pl.Trainer] | None = None,
     batch_size: int = 128,
     num_workers: int = 0,
-    k: int = 10,
+    k: int | str = "auto",
     top_classes: int = 10,
     head: str | None = None,
     seed: int = 0,
@@ -112,7 +112,8 @@ def kfold_discovery(
             logger, no checkpoints). Called once per fold.
         batch_size: training and prediction batch size.
         num_workers: DataLoader workers.
-        k: neighbours in the out-of-fold kNN vote.
+        k: neighbours in the out-of-fold kNN vote, or ``"auto"`` (chosen per fold by
+            :func:`fld_train.knn.choose_k`).
         top_classes: classes per sample whose probabilities are kept.
         head: dotted name of the classifier layer, if the automatic search picks the wrong one.
         seed: seeds the fold assignment.
@@ -121,6 +122,7 @@ def kfold_discovery(
         A :class:`KFoldResult`.
     """
     folds = check_int("folds", folds, minimum=2, hint="K-fold mode trains K models.")
+    k = check_k(k)
     num_classes = check_int("num_classes", num_classes, minimum=2)
     data = dataset if isinstance(dataset, RelabeledDataset) else RelabeledDataset(dataset, num_classes=num_classes)
     given = check_labels("the dataset's labels", data.original_labels, num_classes=num_classes)
@@ -132,7 +134,8 @@ def kfold_discovery(
     kk = min(top_classes, num_classes)
     oof_cls, oof_val = np.full((n, kk), -1, dtype=np.int64), np.zeros((n, kk))
     dyn_cls, dyn_val = np.full((n, kk * folds), -1, dtype=np.int64), np.zeros((n, kk * folds))
-    vote_cls, vote_val = np.full((n, k), -1, dtype=np.int64), np.zeros((n, k))
+    width = min(max(knn.K_CANDIDATES) if k == "auto" else k, n - 1)
+    vote_cls, vote_val = np.full((n, width), -1, dtype=np.int64), np.zeros((n, width))
     fits, misclassified = np.zeros(n), np.zeros(n, dtype=np.int64)
     margin_sum, oof_given = np.zeros(n), np.zeros(n)
     last_epoch = 0
@@ -159,7 +162,8 @@ def kfold_discovery(
         oof_cls[held], oof_val[held], oof_given[held] = out.top_classes, out.top_probs, out.given_prob
         last_epoch = int(store.last_epoch.max())
         misclassified[held] += ~out.correct
-        neighbours = knn.search(emb, k=min(k, n - 1))
+        fold_k = knn.choose_k(emb, data.current_labels, num_classes) if k == "auto" else k
+        neighbours = knn.search(emb, k=min(fold_k, n - 1))
         votes = knn.neighbour_labels(neighbours, data.current_labels, num_classes)
         vote_cls[held, : votes.classes.shape[1]] = votes.classes[held]
         vote_val[held, : votes.values.shape[1]] = votes.values[held]

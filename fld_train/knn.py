@@ -29,6 +29,10 @@ INDEX_KINDS = ("auto", "exact", "ivf")
 MIN_NPROBE, SCAN_AT_LEAST, REFINE_FACTOR = 8, 2_000, 4
 #: Seconds between progress messages of a long search (logger ``fld_train``, level INFO).
 PROGRESS_EVERY_S = 10.0
+#: ``k="auto"`` chooses among these neighbour counts (see :func:`choose_k`).
+K_CANDIDATES = (5, 10, 20, 30, 50, 100)
+#: ... judging them on at most this many randomly chosen samples.
+CHOOSE_K_SAMPLE = 10_000
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,13 @@ def _faiss() -> ModuleType:
     return faiss
 
 
-def _normalised(emb: np.ndarray, start: int, stop: int) -> np.ndarray:
-    """Rows ``start:stop`` as L2-normalised contiguous float32."""
-    x = np.array(emb[start:stop], dtype=np.float32)
+def _normalised(emb: np.ndarray, start: int, stop: int, rows: np.ndarray | None = None) -> np.ndarray:
+    """Rows ``start:stop`` (of ``rows``, when given) as L2-normalised contiguous float32."""
+    x = np.array(emb[start:stop] if rows is None else emb[rows[start:stop]], dtype=np.float32)
     finite = np.isfinite(x).all(axis=1)
     if not finite.all():
-        bad = start + int(np.flatnonzero(~finite)[0])
+        first = start + int(np.flatnonzero(~finite)[0])
+        bad = first if rows is None else int(rows[first])
         raise ValueError(
             f"`embeddings` contain NaN or inf (first at row {bad}); the model diverged or the "
             "captured layer is not the penultimate one."
@@ -133,6 +138,7 @@ def search(
     nprobe: int | None = None,
     chunk_size: int = 16_384,
     seed: int = 0,
+    queries: np.ndarray | None = None,
 ) -> Neighbours:
     """Find each sample's ``k`` nearest other samples by cosine similarity.
 
@@ -147,9 +153,12 @@ def search(
             closer to exact.
         chunk_size: vectors per FAISS call.
         seed: seeds the IVF training sample and k-means, so results are repeatable.
+        queries: ``(M,)`` ids of the samples whose neighbours are wanted (default: all of them);
+            the neighbours come from all ``N`` samples.
 
     Returns:
-        :class:`Neighbours` with ``(N, k)`` arrays.
+        :class:`Neighbours` with ``(N, k)`` arrays (``(M, k)`` with ``queries``), row ``i`` for
+        sample ``i`` (``queries[i]``).
     """
     k = check_int("k", k, minimum=1)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
@@ -159,17 +168,19 @@ def search(
     emb = embeddings if isinstance(embeddings, np.ndarray) else np.asarray(embeddings)
     if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
         raise ValueError(f"`embeddings` must have shape (N, D) with N, D > 0, got {emb.shape}.")
-    faiss = _faiss()
     n = emb.shape[0]
+    rows = None if queries is None else _query_ids(queries, n)
+    m = n if rows is None else rows.size
+    faiss = _faiss()
     began = last = time.perf_counter()
     faiss_index = _build_index(faiss, emb, kind, nprobe, use_gpu, chunk_size, seed)
     kk = min(k + 1, n)
-    out_idx = np.full((n, k), -1, dtype=np.int64)
-    out_sim = np.zeros((n, k), dtype=np.float32)
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        sims, ids = faiss_index.search(_normalised(emb, start, stop), kk)
-        query = np.arange(start, stop)[:, None]
+    out_idx = np.full((m, k), -1, dtype=np.int64)
+    out_sim = np.zeros((m, k), dtype=np.float32)
+    for start in range(0, m, chunk_size):
+        stop = min(start + chunk_size, m)
+        sims, ids = faiss_index.search(_normalised(emb, start, stop, rows), kk)
+        query = (np.arange(start, stop) if rows is None else rows[start:stop])[:, None]
         # drop the self match; where duplicates hide it, drop the last neighbour instead
         is_self = ids == query
         no_self = ~is_self.any(axis=1)
@@ -180,8 +191,115 @@ def search(
         now = time.perf_counter()
         if now - last >= PROGRESS_EVERY_S:
             last = now
-            log.info("kNN search: %d/%d queries in %.0f s", stop, n, now - began)
+            log.info("kNN search: %d/%d queries in %.0f s", stop, m, now - began)
     return Neighbours(indices=out_idx, similarities=out_sim)
+
+
+def _query_ids(queries: np.ndarray, n: int) -> np.ndarray:
+    rows = np.asarray(queries)
+    if rows.ndim != 1 or not np.issubdtype(rows.dtype, np.integer):
+        raise TypeError(f"`queries` must be a 1-D array of sample ids, got {rows.dtype} with shape {rows.shape}.")
+    if rows.size and (rows.min() < 0 or rows.max() >= n):
+        bad = rows[(rows < 0) | (rows >= n)][0]
+        raise ValueError(f"`queries` must be sample ids in [0, {n}), got {int(bad)}.")
+    return rows.astype(np.int64)
+
+
+def vote_brier(
+    neighbour_ids: np.ndarray,
+    query_labels: np.ndarray,
+    labels: np.ndarray,
+    candidates: tuple[int, ...] = K_CANDIDATES,
+) -> np.ndarray:
+    """Brier score of the kNN vote as a predictor of each query's own label, per neighbour count.
+
+    The vote of a sample's first ``k`` neighbours is a leave-one-out prediction of its label (the
+    sample is not its own neighbour), so its Brier score, ``sum_j (v_j - [j == y])^2`` averaged over
+    the queries, measures how well ``k`` neighbours predict labels: small ``k`` votes are noisy,
+    large ones reach into other classes. Computed from label counts, without an ``M x C`` array.
+
+    Args:
+        neighbour_ids: ``(M, K)`` neighbour ids, nearest first, -1 where missing (:attr:`Neighbours.indices`).
+        query_labels: ``(M,)`` each query's label.
+        labels: ``(N,)`` labels of the searched samples.
+        candidates: neighbour counts to score, each at most ``K``.
+
+    Returns:
+        ``(len(candidates),)`` mean Brier score per candidate (``1.0`` for a query with no neighbour).
+    """
+    ids = np.asarray(neighbour_ids)
+    m, width = ids.shape
+    if not candidates or min(candidates) < 1 or max(candidates) > width:
+        raise ValueError(f"`candidates` must be neighbour counts in [1, {width}], got {tuple(candidates)}.")
+    if m == 0:
+        return np.ones(len(candidates))
+    valid = ids >= 0
+    lab = np.where(valid, np.asarray(labels)[np.where(valid, ids, 0)], -1)
+    # before[i, a]: how many of neighbours 0..a-1 share neighbour a's label (rank within a stable sort)
+    order = np.argsort(lab, axis=1, kind="stable")
+    ranked = np.take_along_axis(lab, order, axis=1)
+    pos = np.broadcast_to(np.arange(width), ranked.shape)
+    starts = np.ones(ranked.shape, dtype=bool)
+    starts[:, 1:] = ranked[:, 1:] != ranked[:, :-1]
+    rank = pos - np.maximum.accumulate(np.where(starts, pos, 0), axis=1)
+    before = np.empty_like(rank)
+    np.put_along_axis(before, order, rank, axis=1)
+    # adding a neighbour whose label already has c votes adds 2c + 1 to the sum of squared counts
+    sq = np.cumsum(np.where(valid, 2 * before + 1, 0), axis=1, dtype=np.float64)
+    hits = np.cumsum(valid & (lab == np.asarray(query_labels)[:, None]), axis=1, dtype=np.float64)
+    count = np.cumsum(valid, axis=1, dtype=np.float64)
+    cols = np.asarray(candidates) - 1
+    nk = count[:, cols]
+    safe = np.maximum(nk, 1.0)
+    brier = np.where(nk > 0, sq[:, cols] / safe**2 - 2.0 * hits[:, cols] / safe + 1.0, 1.0)
+    return brier.mean(axis=0)
+
+
+def choose_k(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    candidates: tuple[int, ...] = K_CANDIDATES,
+    sample: int = CHOOSE_K_SAMPLE,
+    use_gpu: bool | None = None,
+    index: str = "auto",
+    seed: int = 0,
+) -> int:
+    """The neighbour count whose kNN vote best predicts the labels, by leave-one-out Brier score.
+
+    Model selection without a noise mask: the ``k`` nearest neighbours' vote is a classifier of the
+    sample's label that never saw the sample, so the ``k`` that predicts held-out labels best is
+    chosen as the kNN estimate of the true label is. Small ``k`` gives noisy votes (at 40% noise, one
+    of ten neighbours more or less moves the vote by 0.1), large ``k`` blurs class boundaries; the
+    best ``k`` grows with the noise and with the number of samples per class. Measured in
+    docs/benchmarks.md ("Choosing k").
+
+    Args:
+        embeddings: ``(N, D)`` features.
+        labels: ``(N,)`` labels that vote (the ones training uses).
+        num_classes: number of classes C.
+        candidates: neighbour counts to choose from; those above ``N - 1`` are dropped.
+        sample: judge on at most this many samples, chosen at random (the neighbours come from all).
+        use_gpu: see :func:`search`.
+        index: see :func:`search`.
+        seed: seeds the sample (and the IVF index).
+
+    Returns:
+        The chosen ``k``; the smallest of the best when several tie.
+    """
+    labels = check_labels("labels", labels, num_classes=num_classes, length=np.shape(embeddings)[0])
+    sample = check_int("sample", sample, minimum=1)
+    n = labels.size
+    if not candidates or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in candidates):
+        raise ValueError(f"`candidates` must be positive ints, got {candidates!r}.")
+    usable = sorted({k for k in candidates if k <= n - 1}) or [max(1, min(min(candidates), n - 1))]
+    if n < 2:
+        return usable[0]
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+    found = search(embeddings, k=usable[-1], use_gpu=use_gpu, index=index, seed=seed, queries=rows)
+    brier = vote_brier(found.indices, labels[rows], labels, tuple(usable))
+    return int(usable[int(np.argmin(brier))])
 
 
 def neighbour_labels(neighbours: Neighbours, labels: np.ndarray, num_classes: int) -> SparseProbs:

@@ -42,6 +42,7 @@ class LabelReport:
         epoch: epoch of the check (-1 if none).
         reviews: the reviewer decisions applied so far.
         num_classes: number of classes C (0: one more than the largest label seen).
+        knn_k: neighbours the check's kNN vote counted (0: not known).
     """
 
     given_labels: np.ndarray
@@ -55,6 +56,7 @@ class LabelReport:
     epoch: int = -1
     reviews: tuple[Review, ...] = ()
     num_classes: int = 0
+    knn_k: int = 0
 
     @classmethod
     def from_evaluation(
@@ -74,6 +76,7 @@ class LabelReport:
             epoch=int(epoch),
             reviews=tuple(reviews),
             num_classes=int(num_classes),
+            knn_k=int(evaluation.knn_k),
         )
 
     @classmethod

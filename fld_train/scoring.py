@@ -57,6 +57,7 @@ class Evaluation:
         weights: ``(N,)`` float32 training weight per sample (1 unless down-weighted).
         thresholds: ``(C,)`` per-class confidence thresholds ``t_j``.
         signals: name -> ``(N,)`` array of each input signal, for reports and logging.
+        knn_k: neighbours each kNN vote counted (0: not known, e.g. votes given to :func:`evaluate`).
     """
 
     scores: np.ndarray
@@ -66,6 +67,7 @@ class Evaluation:
     weights: np.ndarray
     thresholds: np.ndarray
     signals: dict[str, np.ndarray] = field(default_factory=dict)
+    knn_k: int = 0
 
 
 def per_class_thresholds(

@@ -63,7 +63,8 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
     """Scalars of one check.
 
     Always: counts and fractions of flagged, relabeled, down-weighted and review samples
-    (``relabeled`` and ``downweighted`` count what training uses after the check). With
+    (``relabeled`` and ``downweighted`` count what training uses after the check), and the kNN
+    vote's ``k`` when the report knows it (``knn_k``). With
     ``noise_mask``: precision, recall, F1 and AUROC of the flags. With reviews applied: the share
     of automatic corrections reviewers confirmed. With ``per_class``: the counts per given class.
     """
@@ -78,6 +79,8 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
     for key, mask in counts.items():
         out[f"{PREFIX}/{key}"] = float(mask.sum())
         out[f"{PREFIX}/{key}_fraction"] = float(mask.sum()) / n
+    if report.knn_k > 0:
+        out[f"{PREFIX}/knn_k"] = float(report.knn_k)
     if noise_mask is not None:
         m = detection_metrics(report.flagged, report.scores, noise_mask)
         out.update({f"{PREFIX}/precision": m.precision, f"{PREFIX}/recall": m.recall,

@@ -180,14 +180,16 @@ def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys, monkeypatch):
     again = rescore.rows_for(tmp_path / "symmetric_0.3_seed0.npz", ["default", "target_precision=0.99", "k=5"])
     for method, name in (("default", "fld-train"), ("cleanlab 5-fold", "cleanlab 5-fold")):
         expect = rows[name]
-        assert again[method] == pytest.approx(
+        assert again[method][:5] == pytest.approx(
             (expect["precision"], expect["recall"], expect["f1"], expect["auroc"], expect["flagged_share"]))
+    assert again["k=5"][5] == 5 and again["default"][5] in (5, 10, 20, 30, 50, 100)  # the k each variant used
     assert again["target_precision=0.99"][4] <= again["default"][4]  # a stricter target only removes flags
     assert 0.0 <= again["k=5"][4] <= 1.0  # a variant may override the default k
     monkeypatch.setattr(sys, "argv", ["rescore.py", str(tmp_path), "--variants", "default"])
     rescore.main()
     out = capsys.readouterr().out
     assert "symmetric_0.3, mean over 1 seed(s)" in out and "| default |" in out and "| cleanlab 5-fold |" in out
+    assert "| k per seed |" in out
     witnesses = _load("witnesses")
     model_clean, model_wrong, knn_clean, knn_wrong, ratio = witnesses.witness_row(tmp_path / "symmetric_0.3_seed0.npz")
     # the neighbours name a right label far more often than a wrong one; the model, 4 epochs into a

@@ -201,6 +201,7 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
         ({"num_classes": 10, "check_every_n_epochs": 0}, ValueError, "`check_every_n_epochs` must be"),
         ({"num_classes": 10, "action": "fix"}, ValueError, "`action` must be one of \\{'flag', 'relabel', "),
         ({"num_classes": 10, "k": 2.5}, TypeError, "`k` must be an int, got 2.5"),
+        ({"num_classes": 10, "k": "best"}, ValueError, "`k` must be .auto. or an int >= 1, got .best."),
         ({"num_classes": 10, "head": 3}, TypeError, "`head` must be a module name"),
         ({"num_classes": 10, "knn_index": "hnsw"}, ValueError, "`knn_index` must be one of \\{'auto', "),
         ({"num_classes": 10, "top_classes": 0}, ValueError, "`top_classes` must be an int >= 1, got 0"),
@@ -274,10 +275,11 @@ def test_scoring_options_reach_the_check(monkeypatch):
 
     monkeypatch.setattr(callback_module, "run_check", fake_check)
     fld = FakeLabelDiscovery(3, model_weight=0.8, cluster_votes=True, target_precision=0.9,
-                             uncertain_action="downweight", max_flag_class_fraction=0.3)
+                             uncertain_action="downweight", max_flag_class_fraction=0.3, k=7)
     fld.store = SampleStore(4, 3)
     with pytest.raises(Stop):
         fld._evaluate()
     assert seen["model_weight"] == 0.8 and seen["cluster_votes"] is True
     assert seen["target_precision"] == 0.9 and seen["uncertain_action"] == "downweight"
-    assert seen["max_flag_class_fraction"] == 0.3
+    assert seen["max_flag_class_fraction"] == 0.3 and seen["k"] == 7
+    assert FakeLabelDiscovery(3).k == "auto"

@@ -60,3 +60,25 @@ def test_check_passes_the_witness_weight_on():
     np.testing.assert_allclose(model_only.signals["posterior_given"], model_only.signals["model_given_prob"])
     with pytest.raises(ValueError, match="`model_weight` must be in"):
         run_check(store, model_weight=-0.1)
+
+
+def test_k_is_chosen_from_the_data_unless_given():
+    from fld_train import knn
+
+    store, _, mask = _store()
+    auto = run_check(store)
+    assert auto.knn_k in knn.K_CANDIDATES
+    assert auto.knn_k == knn.choose_k(store.embeddings, store.given_labels, store.num_classes)
+    assert np.mean(auto.flagged == mask) > 0.97
+    assert run_check(store, k=7).knn_k == 7
+
+
+@pytest.mark.parametrize(("k", "error", "match"), [
+    ("many", ValueError, "`k` must be 'auto' or an int >= 1, got 'many'"),
+    (0, ValueError, "`k` must be an int >= 1, got 0"),
+    (2.5, TypeError, "`k` must be an int, got 2.5"),
+])
+def test_bad_k_names_the_argument_and_the_choices(k, error, match):
+    store, _, _ = _store()
+    with pytest.raises(error, match=match):
+        run_check(store, k=k)

@@ -152,3 +152,69 @@ def test_cluster_labels_on_few_points_per_cluster_prints_no_faiss_warning(capfd)
     knn.cluster_labels(x, y, 3)  # default_clusters: 15 clusters of about 20 points, fewer than FAISS's 39
     captured = capfd.readouterr()
     assert "WARNING" not in captured.out + captured.err
+
+
+def test_search_of_some_queries_returns_their_rows_of_the_full_search(rng):
+    x = rng.normal(size=(200, 8))
+    full = knn.search(x, k=5)
+    rows = np.array([3, 0, 150, 199])
+    some = knn.search(x, k=5, queries=rows, chunk_size=3)
+    np.testing.assert_array_equal(some.indices, full.indices[rows])
+    np.testing.assert_allclose(some.similarities, full.similarities[rows], rtol=1e-6)
+
+
+@pytest.mark.parametrize(("queries", "error", "match"), [
+    (np.array([0, 200]), ValueError, r"`queries` must be sample ids in \[0, 200\), got 200"),
+    (np.array([0.5]), TypeError, "`queries` must be a 1-D array of sample ids"),
+])
+def test_bad_queries_name_the_argument(rng, queries, error, match):
+    with pytest.raises(error, match=match):
+        knn.search(rng.normal(size=(200, 8)), k=5, queries=queries)
+
+
+def test_vote_brier_equals_the_dense_computation(rng):
+    n, c, width = 300, 4, 12
+    labels = rng.integers(0, c, n)
+    ids = rng.integers(0, n, (n, width))
+    ids[:5, 7:] = -1  # missing neighbours, as an IVF index returns them
+    ids[5] = -1  # a sample without any
+    candidates = (1, 3, 7, 12)
+    got = knn.vote_brier(ids, labels, labels, candidates)
+    for col, k in enumerate(candidates):
+        brier = []
+        for i in range(n):
+            found = ids[i, :k][ids[i, :k] >= 0]
+            votes = np.bincount(labels[found], minlength=c) / max(found.size, 1)
+            brier.append(((votes - np.eye(c)[labels[i]]) ** 2).sum())
+        assert got[col] == pytest.approx(np.mean(brier))
+
+
+def test_vote_brier_refuses_candidates_beyond_the_neighbours():
+    with pytest.raises(ValueError, match=r"`candidates` must be neighbour counts in \[1, 3\], got \(5,\)"):
+        knn.vote_brier(np.zeros((2, 3), dtype=int), np.zeros(2, int), np.zeros(2, int), (5,))
+
+
+def _blobs(rng, per_class=300, c=4):
+    truth = np.repeat(np.arange(c), per_class)
+    return rng.normal(size=(c, 16))[truth] * 10 + rng.normal(size=(truth.size, 16)), truth
+
+
+def test_choose_k_takes_few_neighbours_on_clean_labels_and_many_on_noisy_ones(rng):
+    x, truth = _blobs(rng)
+    assert knn.choose_k(x, truth, 4) == 5  # every count predicts clean labels perfectly: the smallest
+    noisy = truth.copy()
+    flip = rng.random(truth.size) < 0.4
+    noisy[flip] = rng.integers(0, 4, flip.sum())
+    assert knn.choose_k(x, noisy, 4) == 100  # each vote's noise shrinks as 1/k inside a pure blob
+    assert knn.choose_k(x, noisy, 4, sample=300) == knn.choose_k(x, noisy, 4, sample=300)
+
+
+def test_choose_k_drops_candidates_the_data_cannot_fill(rng):
+    x, truth = _blobs(rng, per_class=6)  # 24 samples: 5, 10 and 20 neighbours exist
+    noisy = truth.copy()
+    noisy[::3] = (noisy[::3] + 1) % 4
+    assert knn.choose_k(x, noisy, 4) in (5, 10, 20)
+    with pytest.raises(ValueError, match="`candidates` must be positive ints, got \\(0,\\)"):
+        knn.choose_k(x, truth, 4, candidates=(0,))
+    with pytest.raises(ValueError, match="`sample` must be an int >= 1, got 0"):
+        knn.choose_k(x, truth, 4, sample=0)
