@@ -64,12 +64,16 @@ def run_check(
     votes_from = given if vote_labels is None else vote_labels
     rows = np.flatnonzero(seen)
     emb = store.embeddings if rows.size == n else store.embeddings[rows]
-    if k == "auto":
-        k = knn.choose_k(emb, votes_from[rows], c, use_gpu=use_gpu, index=index) if rows.size > 1 else 1
+    neighbours = None
+    if rows.size > 1 and k == "auto":
+        neighbours = knn.auto_neighbours(emb, votes_from[rows], c, use_gpu=use_gpu, index=index)
+        k = neighbours.indices.shape[1]
+    elif rows.size > 1:
+        neighbours = knn.search(emb, k=min(k, rows.size - 1), use_gpu=use_gpu, index=index)
+    k = 1 if k == "auto" else k  # fewer than two samples seen: nothing to choose from
     width = min(k, max(n - 1, 1))
     votes = SparseProbs(np.full((n, width), -1, dtype=np.int64), np.zeros((n, width)))
-    if rows.size > 1:
-        neighbours = knn.search(emb, k=min(k, rows.size - 1), use_gpu=use_gpu, index=index)
+    if neighbours is not None:
         found = knn.neighbour_labels(neighbours, votes_from[rows], c)
         votes.classes[rows, : found.classes.shape[1]] = found.classes
         votes.values[rows, : found.values.shape[1]] = found.values

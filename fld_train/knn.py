@@ -268,11 +268,12 @@ def choose_k(
 ) -> int:
     """The neighbour count whose kNN vote best predicts the labels, by leave-one-out Brier score.
 
-    Model selection without a noise mask: the ``k`` nearest neighbours' vote is a classifier of the
-    sample's label that never saw the sample, so the ``k`` that predicts held-out labels best is
-    chosen as the kNN estimate of the true label is. Small ``k`` gives noisy votes (at 40% noise, one
-    of ten neighbours more or less moves the vote by 0.1), large ``k`` blurs class boundaries; the
-    best ``k`` grows with the noise and with the number of samples per class. Measured in
+    Model selection without a noise mask: the ``k`` nearest neighbours' vote is a prediction of a
+    sample's label that never saw the sample, and the ``k`` whose votes predict the held-out labels
+    best (lowest mean Brier score) is taken. Under symmetric noise the noisy labels' distribution
+    is an affine function of the true one, so the same ``k`` also estimates the true labels best.
+    Small ``k`` gives noisy votes (one of ten neighbours more or less moves the vote by 0.1), large
+    ``k`` reaches into other classes; the best ``k`` grows with the noise. Measured in
     docs/benchmarks.md ("Choosing k").
 
     Args:
@@ -288,6 +289,47 @@ def choose_k(
     Returns:
         The chosen ``k``; the smallest of the best when several tie.
     """
+    return _auto(embeddings, labels, num_classes, candidates, sample, use_gpu, index, seed, search_all=False)[0]
+
+
+def auto_neighbours(
+    embeddings: np.ndarray,
+    labels: np.ndarray,
+    num_classes: int,
+    *,
+    sample: int = CHOOSE_K_SAMPLE,
+    use_gpu: bool | None = None,
+    index: str = "auto",
+    seed: int = 0,
+) -> Neighbours:
+    """Every sample's neighbours, as many as :func:`choose_k` chooses (``k="auto"`` of the check).
+
+    When the sample is every row (``N <= sample``), the search that chooses ``k`` also serves the
+    vote: one search of the largest candidate, cut to the chosen ``k``. Otherwise a second search.
+
+    Args:
+        embeddings: ``(N, D)`` features.
+        labels: ``(N,)`` labels that vote.
+        num_classes: number of classes C.
+        sample: see :func:`choose_k`.
+        use_gpu: see :func:`search`.
+        index: see :func:`search`.
+        seed: see :func:`choose_k`.
+
+    Returns:
+        :class:`Neighbours` with ``(N, k)`` arrays, ``k`` the chosen count.
+    """
+    k, found = _auto(embeddings, labels, num_classes, K_CANDIDATES, sample, use_gpu, index, seed, search_all=True)
+    if found is None:
+        return search(embeddings, k=k, use_gpu=use_gpu, index=index, seed=seed)
+    return Neighbours(np.ascontiguousarray(found.indices[:, :k]), np.ascontiguousarray(found.similarities[:, :k]))
+
+
+def _auto(
+    embeddings: np.ndarray, labels: np.ndarray, num_classes: int, candidates: tuple[int, ...], sample: int,
+    use_gpu: bool | None, index: str, seed: int, *, search_all: bool,
+) -> tuple[int, Neighbours | None]:
+    """The chosen ``k`` and, when the sample was every row, that search (``None`` otherwise)."""
     labels = check_labels("labels", labels, num_classes=num_classes, length=np.shape(embeddings)[0])
     sample = check_int("sample", sample, minimum=1)
     n = labels.size
@@ -295,11 +337,12 @@ def choose_k(
         raise ValueError(f"`candidates` must be positive ints, got {candidates!r}.")
     usable = sorted({k for k in candidates if k <= n - 1}) or [max(1, min(min(candidates), n - 1))]
     if n < 2:
-        return usable[0]
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=min(sample, n), replace=False))
+        return usable[0], None
+    every = n <= sample
+    rows = None if every else np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
     found = search(embeddings, k=usable[-1], use_gpu=use_gpu, index=index, seed=seed, queries=rows)
-    brier = vote_brier(found.indices, labels[rows], labels, tuple(usable))
-    return int(usable[int(np.argmin(brier))])
+    brier = vote_brier(found.indices, labels if every else labels[rows], labels, tuple(usable))
+    return int(usable[int(np.argmin(brier))]), found if every and search_all else None
 
 
 def neighbour_labels(neighbours: Neighbours, labels: np.ndarray, num_classes: int) -> SparseProbs:

@@ -218,3 +218,13 @@ def test_choose_k_drops_candidates_the_data_cannot_fill(rng):
         knn.choose_k(x, truth, 4, candidates=(0,))
     with pytest.raises(ValueError, match="`sample` must be an int >= 1, got 0"):
         knn.choose_k(x, truth, 4, sample=0)
+
+
+@pytest.mark.parametrize("sample", [10_000, 200])  # one search cut to k, or a sample first and a second search
+def test_auto_neighbours_equal_a_search_with_the_chosen_k(rng, sample):
+    x, truth = _blobs(rng, per_class=100)
+    noisy = truth.copy()
+    noisy[::4] = (noisy[::4] + 1) % 4
+    k = knn.choose_k(x, noisy, 4, sample=sample)
+    found = knn.auto_neighbours(x, noisy, 4, sample=sample)
+    np.testing.assert_array_equal(found.indices, knn.search(x, k=k).indices)
