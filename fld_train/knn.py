@@ -29,6 +29,8 @@ INDEX_KINDS = ("auto", "exact", "ivf")
 MIN_NPROBE, SCAN_AT_LEAST, REFINE_FACTOR = 8, 2_000, 4
 #: Seconds between progress messages of a long search (logger ``fld_train``, level INFO).
 PROGRESS_EVERY_S = 10.0
+#: Vectors per FAISS call unless ``chunk_size`` says otherwise.
+CHUNK_SIZE = 16_384
 #: ``k="auto"`` chooses among these neighbour counts (see :func:`choose_k`).
 K_CANDIDATES = (5, 10, 20, 30, 50, 100)
 #: ... judging them on at most this many randomly chosen samples.
@@ -136,7 +138,7 @@ def search(
     use_gpu: bool | None = None,
     index: str = "auto",
     nprobe: int | None = None,
-    chunk_size: int = 16_384,
+    chunk_size: int = CHUNK_SIZE,
     seed: int = 0,
     queries: np.ndarray | None = None,
 ) -> Neighbours:
@@ -162,18 +164,31 @@ def search(
     """
     k = check_int("k", k, minimum=1)
     chunk_size = check_int("chunk_size", chunk_size, minimum=1)
-    kind = check_choice("index", index, INDEX_KINDS, hint="'auto' picks by the number of samples.")
-    if nprobe is not None:
-        nprobe = check_int("nprobe", nprobe, minimum=1)
+    emb = _as_embeddings(embeddings)
+    rows = None if queries is None else _query_ids(queries, emb.shape[0])
+    return _query(emb, _open(emb, index, nprobe, use_gpu, chunk_size, seed), k, rows, chunk_size)
+
+
+def _as_embeddings(embeddings: np.ndarray) -> np.ndarray:
     emb = embeddings if isinstance(embeddings, np.ndarray) else np.asarray(embeddings)
     if emb.ndim != 2 or emb.shape[0] == 0 or emb.shape[1] == 0:
         raise ValueError(f"`embeddings` must have shape (N, D) with N, D > 0, got {emb.shape}.")
+    return emb
+
+
+def _open(emb: np.ndarray, index: str, nprobe: int | None, use_gpu: bool | None, chunk_size: int, seed: int):
+    """The FAISS index over ``emb``, after checking the index options."""
+    kind = check_choice("index", index, INDEX_KINDS, hint="'auto' picks by the number of samples.")
+    if nprobe is not None:
+        nprobe = check_int("nprobe", nprobe, minimum=1)
+    return _build_index(_faiss(), emb, kind, nprobe, use_gpu, chunk_size, seed)
+
+
+def _query(emb: np.ndarray, faiss_index, k: int, rows: np.ndarray | None, chunk_size: int) -> Neighbours:
+    """Each query's ``k`` nearest other samples in ``faiss_index`` (queries: ``rows``, or all)."""
     n = emb.shape[0]
-    rows = None if queries is None else _query_ids(queries, n)
     m = n if rows is None else rows.size
-    faiss = _faiss()
     began = last = time.perf_counter()
-    faiss_index = _build_index(faiss, emb, kind, nprobe, use_gpu, chunk_size, seed)
     kk = min(k + 1, n)
     out_idx = np.full((m, k), -1, dtype=np.int64)
     out_sim = np.zeros((m, k), dtype=np.float32)
@@ -305,7 +320,8 @@ def auto_neighbours(
     """Every sample's neighbours, as many as :func:`choose_k` chooses (``k="auto"`` of the check).
 
     When the sample is every row (``N <= sample``), the search that chooses ``k`` also serves the
-    vote: one search of the largest candidate, cut to the chosen ``k``. Otherwise a second search.
+    vote: one search of the largest candidate, cut to the chosen ``k``. Otherwise a second search
+    of the same index (built once).
 
     Args:
         embeddings: ``(N, D)`` features.
@@ -319,30 +335,35 @@ def auto_neighbours(
     Returns:
         :class:`Neighbours` with ``(N, k)`` arrays, ``k`` the chosen count.
     """
-    k, found = _auto(embeddings, labels, num_classes, K_CANDIDATES, sample, use_gpu, index, seed, search_all=True)
-    if found is None:
-        return search(embeddings, k=k, use_gpu=use_gpu, index=index, seed=seed)
-    return Neighbours(np.ascontiguousarray(found.indices[:, :k]), np.ascontiguousarray(found.similarities[:, :k]))
+    return _auto(embeddings, labels, num_classes, K_CANDIDATES, sample, use_gpu, index, seed, search_all=True)[1]
 
 
 def _auto(
     embeddings: np.ndarray, labels: np.ndarray, num_classes: int, candidates: tuple[int, ...], sample: int,
     use_gpu: bool | None, index: str, seed: int, *, search_all: bool,
 ) -> tuple[int, Neighbours | None]:
-    """The chosen ``k`` and, when the sample was every row, that search (``None`` otherwise)."""
-    labels = check_labels("labels", labels, num_classes=num_classes, length=np.shape(embeddings)[0])
+    """The chosen ``k`` and, with ``search_all``, every sample's neighbours at that ``k``: one index
+    serves both searches, and when the sample is every row, one search."""
+    emb = _as_embeddings(embeddings)
+    labels = check_labels("labels", labels, num_classes=num_classes, length=emb.shape[0])
     sample = check_int("sample", sample, minimum=1)
     n = labels.size
     if not candidates or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in candidates):
         raise ValueError(f"`candidates` must be positive ints, got {candidates!r}.")
     usable = sorted({k for k in candidates if k <= n - 1}) or [max(1, min(min(candidates), n - 1))]
     if n < 2:
-        return usable[0], None
+        return usable[0], (search(emb, k=usable[0], use_gpu=use_gpu, index=index, seed=seed) if search_all else None)
     every = n <= sample
     rows = None if every else np.sort(np.random.default_rng(seed).choice(n, size=sample, replace=False))
-    found = search(embeddings, k=usable[-1], use_gpu=use_gpu, index=index, seed=seed, queries=rows)
+    built = _open(emb, index, None, use_gpu, CHUNK_SIZE, seed)
+    found = _query(emb, built, usable[-1], rows, CHUNK_SIZE)
     brier = vote_brier(found.indices, labels if every else labels[rows], labels, tuple(usable))
-    return int(usable[int(np.argmin(brier))]), found if every and search_all else None
+    k = int(usable[int(np.argmin(brier))])
+    if not search_all:
+        return k, None
+    if every:
+        return k, Neighbours(np.ascontiguousarray(found.indices[:, :k]), np.ascontiguousarray(found.similarities[:, :k]))
+    return k, _query(emb, built, k, None, CHUNK_SIZE)
 
 
 def neighbour_labels(neighbours: Neighbours, labels: np.ndarray, num_classes: int) -> SparseProbs:
