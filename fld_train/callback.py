@@ -88,7 +88,8 @@ class FakeLabelDiscovery(Callback):
         head: dotted name of the classifier layer, overriding the automatic search.
         k: neighbours in the kNN check, or ``"auto"`` (default): at each check, the count among
             5, 10, 20, 30, 50 and 100 whose vote best predicts held-out labels (leave-one-out Brier
-            score on up to 10,000 samples, :func:`fld_train.knn.choose_k`); logged as ``fld/knn_k``.
+            score on up to 10,000 samples, :func:`fld_train.knn.choose_k`; counts above 10 only while
+            samples x k <= 10 million); logged as ``fld/knn_k``.
         use_gpu_index: ``None`` uses GPU FAISS when it sees a GPU.
         max_relabel_fraction: one check changes at most this share of the labels; the
             highest-scored candidates go first, the rest are treated as ``uncertain_action`` says.

@@ -35,6 +35,10 @@ CHUNK_SIZE = 16_384
 K_CANDIDATES = (5, 10, 20, 30, 50, 100)
 #: ... judging them on at most this many randomly chosen samples.
 CHOOSE_K_SAMPLE = 10_000
+#: ... and only counts above 10 whose N x k neighbour slots fit this budget: the vote arrays and the
+#: search's re-ranking grow with N x k (at N = 1M, k = 100 took a check from 53 s to 173 s and
+#: 14 GB), so from N = 100,000 up the largest candidates drop out (only 5 and 10 at N = 1M).
+AUTO_NEIGHBOUR_SLOTS = 10_000_000
 
 
 @dataclass(frozen=True)
@@ -295,7 +299,8 @@ def choose_k(
         embeddings: ``(N, D)`` features.
         labels: ``(N,)`` labels that vote (the ones training uses).
         num_classes: number of classes C.
-        candidates: neighbour counts to choose from; those above ``N - 1`` are dropped.
+        candidates: neighbour counts to choose from; those above ``N - 1`` are dropped, and those
+            above 10 whose ``N x k`` exceeds :data:`AUTO_NEIGHBOUR_SLOTS` (a cost budget).
         sample: judge on at most this many samples, chosen at random (the neighbours come from all).
         use_gpu: see :func:`search`.
         index: see :func:`search`.
@@ -350,7 +355,8 @@ def _auto(
     n = labels.size
     if not candidates or any(isinstance(k, bool) or not isinstance(k, int) or k < 1 for k in candidates):
         raise ValueError(f"`candidates` must be positive ints, got {candidates!r}.")
-    usable = sorted({k for k in candidates if k <= n - 1}) or [max(1, min(min(candidates), n - 1))]
+    usable = sorted({k for k in candidates if k <= n - 1 and (k <= 10 or n * k <= AUTO_NEIGHBOUR_SLOTS)})
+    usable = usable or [max(1, min(min(candidates), n - 1))]
     if n < 2:
         return usable[0], (search(emb, k=usable[0], use_gpu=use_gpu, index=index, seed=seed) if search_all else None)
     every = n <= sample

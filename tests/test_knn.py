@@ -228,3 +228,14 @@ def test_auto_neighbours_equal_a_search_with_the_chosen_k(rng, sample):
     k = knn.choose_k(x, noisy, 4, sample=sample)
     found = knn.auto_neighbours(x, noisy, 4, sample=sample)
     np.testing.assert_array_equal(found.indices, knn.search(x, k=k).indices)
+
+
+def test_choose_k_keeps_large_counts_within_the_neighbour_budget(rng, monkeypatch):
+    x, truth = _blobs(rng)
+    noisy = truth.copy()
+    flip = rng.random(truth.size) < 0.4
+    noisy[flip] = rng.integers(0, 4, flip.sum())
+    monkeypatch.setattr(knn, "AUTO_NEIGHBOUR_SLOTS", 1200 * 30)  # 1,200 samples: up to k = 30
+    assert knn.choose_k(x, noisy, 4) == 30
+    monkeypatch.setattr(knn, "AUTO_NEIGHBOUR_SLOTS", 1)  # 5 and 10 always remain
+    assert knn.choose_k(x, noisy, 4) == 10
