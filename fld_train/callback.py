@@ -24,7 +24,13 @@ from torch import nn
 from typing_extensions import override
 
 from fld_train import knn, scoring
-from fld_train._validation import check_choice, check_float, check_int, check_k, check_labels
+from fld_train._validation import (
+    check_choice,
+    check_float,
+    check_int,
+    check_k,
+    check_labels,
+)
 from fld_train.capture import HeadCapture, find_head, summarise
 from fld_train.check import run_check
 from fld_train.dataset import RelabeledDataset
