@@ -98,4 +98,3 @@ def run_check(
         },
     )
     return dataclasses.replace(evaluation, knn_k=int(k))
-

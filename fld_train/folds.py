@@ -113,7 +113,7 @@ def kfold_discovery(
         batch_size: training and prediction batch size.
         num_workers: DataLoader workers.
         k: neighbours in the out-of-fold kNN vote, or ``"auto"`` (chosen per fold by
-            :func:`fld_train.knn.choose_k`).
+            :func:`fld_train.knn.auto_neighbours`).
         top_classes: classes per sample whose probabilities are kept.
         head: dotted name of the classifier layer, if the automatic search picks the wrong one.
         seed: seeds the fold assignment.
@@ -162,8 +162,8 @@ def kfold_discovery(
         oof_cls[held], oof_val[held], oof_given[held] = out.top_classes, out.top_probs, out.given_prob
         last_epoch = int(store.last_epoch.max())
         misclassified[held] += ~out.correct
-        fold_k = knn.choose_k(emb, data.current_labels, num_classes) if k == "auto" else k
-        neighbours = knn.search(emb, k=min(fold_k, n - 1))
+        neighbours = (knn.auto_neighbours(emb, data.current_labels, num_classes) if k == "auto"
+                      else knn.search(emb, k=min(k, n - 1)))
         votes = knn.neighbour_labels(neighbours, data.current_labels, num_classes)
         vote_cls[held, : votes.classes.shape[1]] = votes.classes[held]
         vote_val[held, : votes.values.shape[1]] = votes.values[held]
