@@ -198,3 +198,15 @@ def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["witnesses.py", str(tmp_path)])
     witnesses.main()
     assert f"| {tmp_path.name} | symmetric_0.3 (1 seeds) |" in capsys.readouterr().out
+
+
+def test_relabel_trace_benchmark_rows():
+    bench = _load("relabel_trace")
+    data = _load("detection").load_digits_data()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32)
+    traces, test_acc, wrong_left = bench.run_trace(small, "symmetric:0.4", 0, {"uncertain_action": "downweight"})
+    assert [t.epoch for t in traces] == [1, 3]  # every 2 epochs (the last epoch's check is the final one)
+    for t in traces:
+        assert t.relabeled + t.downweighted <= t.flagged
+        assert np.isnan(t.relabels_right) or 0.0 <= t.relabels_right <= 1.0
+    assert 0.0 <= test_acc <= 1.0 and 0.0 <= wrong_left <= 1.0
