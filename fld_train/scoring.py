@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from fld_train._validation import check_choice, check_float, check_int, check_labels
-from fld_train.noise_model import DEFAULT_BINS, estimate_from_segments
 from fld_train.sparse import Segments, SparseProbs
 
 ACTIONS = ("flag", "relabel", "downweight")
@@ -59,9 +58,6 @@ class Evaluation:
         thresholds: ``(C,)`` per-class confidence thresholds ``t_j``.
         signals: name -> ``(N,)`` array of each input signal, for reports and logging.
         knn_k: neighbours each kNN vote counted (0: not known, e.g. votes given to :func:`evaluate`).
-        noise_rate: estimated share of wrong labels among the seen samples, under the random-label
-            mixture of :mod:`fld_train.noise_model` (it underestimates noise that follows what the
-            model finds confusable).
     """
 
     scores: np.ndarray
@@ -72,7 +68,6 @@ class Evaluation:
     thresholds: np.ndarray
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     knn_k: int = 0
-    noise_rate: float = 0.0
 
 
 def per_class_thresholds(
@@ -329,8 +324,7 @@ def _evaluate_impl(
         if uncertain_action == "downweight":
             downweight = flagged & (decisions == REVIEW)
     decisions[downweight] = DOWNWEIGHT
-    noise = estimate_from_segments(seg, seg_q, given, num_classes, seen, DEFAULT_BINS)
-    weights[downweight] = (1.0 - noise.wrong_prob[downweight]).astype(np.float32)
+    weights[downweight] = (1.0 - scores[downweight]).astype(np.float32)
     scores = np.where(seen, scores, 0.0)
 
     signals = {
@@ -340,7 +334,6 @@ def _evaluate_impl(
         "model_suggested_prob": model_suggested,
         "knn_suggested_share": knn_suggested,
         "over_class_cap": over_cap.astype(np.float64),
-        "wrong_label_prob": noise.wrong_prob,
         **extra,
     }
     return Evaluation(
@@ -351,5 +344,4 @@ def _evaluate_impl(
         weights=weights,
         thresholds=thresholds,
         signals=signals,
-        noise_rate=noise.rate,
     )

@@ -144,12 +144,9 @@ class Segments:
         """``(N,)`` largest segment value of each row."""
         return np.maximum.reduceat(values, self.row_start)
 
-    def row_argmax_segment(self, values: np.ndarray) -> np.ndarray:
-        """``(N,)`` segment of each row's largest value; ties go to the smallest class."""
-        best = self.row_max(values)[self.rows]
-        seg = np.arange(self.classes.size)
-        return np.minimum.reduceat(np.where(values == best, seg, seg.size), self.row_start)
-
     def row_argmax(self, values: np.ndarray) -> np.ndarray:
         """``(N,)`` class of each row's largest value; ties go to the smallest class, as ``argmax``."""
-        return self.classes[self.row_argmax_segment(values)]
+        best = self.row_max(values)[self.rows]
+        seg = np.arange(self.classes.size)
+        first = np.minimum.reduceat(np.where(values == best, seg, seg.size), self.row_start)
+        return self.classes[first]
