@@ -59,6 +59,14 @@ def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarra
     return fold_of
 
 
+class _FoldRecorder(FakeLabelDiscovery):
+    """The callback without its checks: a fold's fit only records training dynamics (the K-fold
+    report scores every sample once, after the last fold)."""
+
+    def _check(self, trainer: pl.Trainer, epoch: int, *, final: bool = False) -> None:
+        del trainer, epoch, final
+
+
 def _default_trainer(callbacks: list[pl.Callback]) -> pl.Trainer:
     return pl.Trainer(max_epochs=10, callbacks=callbacks, logger=False, enable_checkpointing=False,
                       enable_progress_bar=False, enable_model_summary=False)
@@ -143,8 +151,7 @@ def kfold_discovery(
 
     for f in range(folds):
         train_idx, held = np.flatnonzero(fold_of != f), np.flatnonzero(fold_of == f)
-        fld = FakeLabelDiscovery(num_classes, check_every_n_epochs=10**9, action="flag", k=k, head=head,
-                                 tensorboard=False, top_classes=top_classes)
+        fld = _FoldRecorder(num_classes, action="flag", head=head, tensorboard=False, top_classes=top_classes)
         model = make_model()
         make_trainer([fld]).fit(model, DataLoader(Subset(data, train_idx), batch_size=batch_size,
                                                   shuffle=True, num_workers=num_workers))
