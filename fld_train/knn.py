@@ -324,9 +324,11 @@ def auto_neighbours(
 ) -> Neighbours:
     """Every sample's neighbours, as many as :func:`choose_k` chooses (``k="auto"`` of the check).
 
-    When the sample is every row (``N <= sample``), the search that chooses ``k`` also serves the
-    vote: one search of the largest candidate, cut to the chosen ``k``. Otherwise a second search
-    of the same index (built once).
+    The search that chooses ``k`` also serves the vote: its rows (every row when ``N <= sample``)
+    keep their nearest ``k`` of the largest candidate's neighbours, and only the other rows are
+    searched again, on the same index. With the exact index that is what a search with the chosen
+    ``k`` returns; with IVF the sampled rows' neighbours were re-ranked from a larger candidate pool
+    (``REFINE_FACTOR`` x the largest candidate), so they can only be closer.
 
     Args:
         embeddings: ``(N, D)`` features.
@@ -369,7 +371,13 @@ def _auto(
         return k, None
     if every:
         return k, Neighbours(np.ascontiguousarray(found.indices[:, :k]), np.ascontiguousarray(found.similarities[:, :k]))
-    return k, _query(emb, built, k, None, CHUNK_SIZE)
+    # the sampled rows keep the choosing search's nearest k; only the others are searched again
+    rest = np.setdiff1d(np.arange(n), rows, assume_unique=True)
+    more = _query(emb, built, k, rest, CHUNK_SIZE)
+    indices, similarities = np.empty((n, k), dtype=np.int64), np.empty((n, k), dtype=np.float32)
+    indices[rows], similarities[rows] = found.indices[:, :k], found.similarities[:, :k]
+    indices[rest], similarities[rest] = more.indices, more.similarities
+    return k, Neighbours(indices, similarities)
 
 
 def neighbour_labels(neighbours: Neighbours, labels: np.ndarray, num_classes: int) -> SparseProbs:

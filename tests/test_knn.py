@@ -230,6 +230,19 @@ def test_auto_neighbours_equal_a_search_with_the_chosen_k(rng, sample):
     np.testing.assert_array_equal(found.indices, knn.search(x, k=k).indices)
 
 
+def test_auto_neighbours_on_an_ivf_index_reuse_the_choosing_search_for_its_rows(rng):
+    x, truth = _blobs(rng, per_class=300)
+    found = knn.auto_neighbours(x, truth, 4, sample=300, index="ivf")
+    k = found.indices.shape[1]
+    assert k == knn.choose_k(x, truth, 4, sample=300, index="ivf") == 5  # clean labels: the smallest
+    rows = np.sort(np.random.default_rng(0).choice(x.shape[0], size=300, replace=False))  # seed 0's sample
+    rest = np.setdiff1d(np.arange(x.shape[0]), rows)
+    chosen_from = knn.search(x, k=100, index="ivf", queries=rows)  # the largest candidate, cut to k
+    np.testing.assert_array_equal(found.indices[rows], chosen_from.indices[:, :k])
+    np.testing.assert_array_equal(found.indices[rest], knn.search(x, k=k, index="ivf", queries=rest).indices)
+    assert (found.indices >= 0).all() and (found.indices != np.arange(x.shape[0])[:, None]).all()
+
+
 def test_choose_k_keeps_large_counts_within_the_neighbour_budget(rng, monkeypatch):
     x, truth = _blobs(rng)
     noisy = truth.copy()
