@@ -7,7 +7,8 @@ per sample. Each size runs in its own process, so the peak resident memory is th
 
 Per size: the store's bytes (and the estimate for ImageNet, N = 1.28M), the kNN search alone, the
 full check (:func:`fld_train.check.run_check`: kNN + sparse scoring), recall of the true 10 nearest
-neighbours on 1,000 random queries (when the index is approximate), and scikit-learn's
+neighbours on 1,000 random queries (when the index is approximate) and the share of those queries
+whose 10-neighbour vote (most common label) is the exact neighbours' vote, and scikit-learn's
 ``NearestNeighbors`` (cleanlab's kNN backend, cosine metric) on the same data where it finishes
 (``--sklearn-max``), as a ratio. ``--cluster-votes`` also times the full check with the k-means
 cluster vote (``run_check(cluster_votes=True)``); ``--auto-k`` times the check with ``k="auto"`` (the
@@ -61,6 +62,13 @@ def _make_store(n: int, classes: int, dim: int, seed: int):
     return store, flip
 
 
+def _top_vote(labels: np.ndarray, neighbours: np.ndarray, classes: int) -> np.ndarray:
+    """Each row's most common neighbour label (ties: the smallest class)."""
+    counts = np.zeros((neighbours.shape[0], classes), dtype=np.int64)
+    np.add.at(counts, (np.repeat(np.arange(neighbours.shape[0]), neighbours.shape[1]), labels[neighbours].ravel()), 1)
+    return counts.argmax(axis=1)
+
+
 def _rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
@@ -101,9 +109,11 @@ def one_size(n: int, classes: int, dim: int, sklearn_max: int, seed: int, cluste
         for s in range(0, n, 100_000):
             x[s:s + 100_000] = knn._normalised(store.embeddings, s, min(s + 100_000, n))
         _, truth = faiss.knn(x[queries], x, 11, metric=faiss.METRIC_INNER_PRODUCT)
-        hits = [len(set(tr[tr != q][:10]) & set(found)) / 10
-                for q, tr, found in zip(queries, truth, neighbours.indices[queries])]
-        out["recall_at_10"] = float(np.mean(hits))
+        exact = np.stack([tr[tr != q][:10] for q, tr in zip(queries, truth)])
+        found = neighbours.indices[queries]
+        out["recall_at_10"] = float(np.mean([len(set(e) & set(f)) / 10 for e, f in zip(exact, found)]))
+        out["vote_agreement"] = float(np.mean(_top_vote(store.given_labels, exact, classes)
+                                              == _top_vote(store.given_labels, found, classes)))
         del x
     if n <= sklearn_max:
         from sklearn.neighbors import NearestNeighbors
@@ -147,12 +157,12 @@ def main() -> None:
     clusters, auto = args.cluster_votes, args.auto_k
     print("| N | index | kNN s | full check s |" + (" clusters | check with cluster votes s |" if clusters else "")
           + (' check with k="auto" s | k chosen |' if auto else "")
-          + " recall@10 | sklearn s | sklearn / ours (kNN) | store MB | peak RSS MB |")
-    print("|---|---|---|---|" + ("---|---|" if clusters else "") + ("---|---|" if auto else "") + "---|---|---|---|---|")
+          + " recall@10 | vote = exact | sklearn s | sklearn / ours (kNN) | store MB | peak RSS MB |")
+    print("|---|---|---|---|" + ("---|---|" if clusters else "") + ("---|---|" if auto else "") + "---|---|---|---|---|---|")
     for r in rows:
         sk, recall = r.get("sklearn_s"), r.get("recall_at_10")
         sk_cells = ("-", "-") if sk is None else (f"{sk:.1f}", f"{sk / r['knn_s']:.1f}x")
-        recall_cell = "exact" if recall is None else f"{recall:.3f}"
+        recall_cell = "exact | 1.000" if recall is None else f"{recall:.3f} | {r['vote_agreement']:.3f}"
         cluster_cells = f"{r['clusters']:,} | {r['cluster_check_s']:.1f} | " if clusters else ""
         cluster_cells += f"{r['auto_check_s']:.1f} | {r['auto_k']} | " if auto else ""
         print(f"| {r['n']:,} | {r['index']} | {r['knn_s']:.1f} | {r['check_s']:.1f} | {cluster_cells}{recall_cell} | "

@@ -47,6 +47,18 @@ def test_knn_scale_benchmark_row():
     assert "cluster_check_s" not in row
     row = bench.one_size(3000, classes=50, dim=32, sklearn_max=0, seed=0, cluster_votes=True)
     assert row["cluster_check_s"] > 0 and row["clusters"] == 150 and "sklearn_s" not in row
+    labels = np.array([0, 1, 1, 2])
+    np.testing.assert_array_equal(bench._top_vote(labels, np.array([[1, 2, 0], [0, 3, 3]]), 3), [1, 2])
+
+
+def test_knn_scale_compares_an_ivf_search_with_the_exact_one(monkeypatch):
+    bench = _load("knn_scale")
+    from fld_train import knn
+
+    monkeypatch.setattr(knn, "EXACT_SEARCH_MAX", 1000)  # 3,000 samples: IVF
+    row = bench.one_size(3000, classes=50, dim=32, sklearn_max=0, seed=0)
+    assert row["index"] == "ivf"
+    assert 0.5 <= row["recall_at_10"] <= 1.0 and 0.5 <= row["vote_agreement"] <= 1.0
 
 
 def test_relabel_options_reach_the_relabel_run(monkeypatch):
