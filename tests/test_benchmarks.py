@@ -217,7 +217,7 @@ def test_relabel_trace_benchmark_rows():
     data = _load("detection").load_digits_data()
     small = replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32)
     traces, test_acc, wrong_left = bench.run_trace(small, "symmetric:0.4", 0, {"uncertain_action": "downweight"})
-    assert [t.epoch for t in traces] == [1, 3]  # every 2 epochs (the last epoch's check is the final one)
+    assert [t.epoch for t in traces] == [1, 3]  # every 2 epochs; the last epoch was checked, so no final check
     for t in traces:
         assert t.relabeled + t.downweighted <= t.flagged
         assert np.isnan(t.relabels_right) or 0.0 <= t.relabels_right <= 1.0
