@@ -76,12 +76,11 @@ def check_labels(
         raise ValueError(f"`{name}` must be a 1-D array of integers, got shape {arr.shape}.")
     if length is not None and arr.shape[0] != length:
         raise ValueError(f"`{name}` must have length {length}, got {arr.shape[0]}.")
-    if arr.size and not np.issubdtype(arr.dtype, np.integer):
-        if not np.issubdtype(arr.dtype, np.floating) or not np.all(np.mod(arr, 1) == 0):
-            raise ValueError(
-                f"`{name}` must hold integers, got dtype {arr.dtype} "
-                f"(first values: {arr[:5].tolist()})."
-            )
+    whole_floats = np.issubdtype(arr.dtype, np.floating) and bool(np.all(np.mod(arr, 1) == 0))
+    if arr.size and not np.issubdtype(arr.dtype, np.integer) and not whole_floats:
+        raise ValueError(
+            f"`{name}` must hold integers, got dtype {arr.dtype} (first values: {arr[:5].tolist()})."
+        )
     arr = arr.astype(np.int64, copy=False)
     if num_classes is not None and arr.size:
         bad = np.flatnonzero((arr < 0) | (arr >= num_classes))
