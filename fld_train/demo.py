@@ -209,15 +209,15 @@ def format_result(result: DemoResult, noise_rate: float) -> str:
     """The demo's printout."""
     d = result.detection
     return "\n".join([
-        f"fld-train demo: digits, {noise_rate:.0%} symmetric label noise ({d.noisy} of "
-        f"{len(result.report)} training labels flipped)",
+        (f"fld-train demo: digits, {noise_rate:.0%} symmetric label noise ({d.noisy} of "
+         f"{len(result.report)} training labels flipped)"),
         "",
-        f"detection    precision {d.precision:.3f}  recall {d.recall:.3f}  F1 {d.f1:.3f}  "
-        f"AUROC {d.auroc:.3f}  ({d.flagged} flagged)",
-        f"relabels     {result.relabeled} samples relabeled, {result.relabel_accuracy:.1%} "
-        "restored the true label",
-        f"test acc.    plain training {result.test_accuracy_plain:.3f} | with fld-train "
-        f"{result.test_accuracy_fld:.3f} | clean labels {result.test_accuracy_clean:.3f}",
+        (f"detection    precision {d.precision:.3f}  recall {d.recall:.3f}  F1 {d.f1:.3f}  "
+         f"AUROC {d.auroc:.3f}  ({d.flagged} flagged)"),
+        (f"relabels     {result.relabeled} samples relabeled, {result.relabel_accuracy:.1%} "
+         "restored the true label"),
+        (f"test acc.    plain training {result.test_accuracy_plain:.3f} | with fld-train "
+         f"{result.test_accuracy_fld:.3f} | clean labels {result.test_accuracy_clean:.3f}"),
         "",
         f"report CSV   {result.report_csv}  (summary: fld-train report {result.report_csv})",
         f"review queue {result.review_queue}",

@@ -50,11 +50,11 @@ def inject_noise(
     rng = np.random.default_rng(seed)
     n = true.size
     if kind == "clustered":
-        return _clustered(true, num_classes, int(round(rate * n)), rng, features,
+        return _clustered(true, num_classes, round(rate * n), rng, features,
                           check_int("cluster_size", cluster_size, minimum=1))
     if kind == "instance":
-        return _instance(true, num_classes, int(round(rate * n)), rng, probs)
-    flip = rng.choice(n, size=int(round(rate * n)), replace=False)
+        return _instance(true, num_classes, round(rate * n), rng, probs)
+    flip = rng.choice(n, size=round(rate * n), replace=False)
     noisy = true.copy()
     if kind == "symmetric":
         offset = rng.integers(1, num_classes, size=flip.size)

@@ -229,8 +229,8 @@ class LabelReport:
                          f"{table['relabeled'][c]:>10} {table['downweighted'][c]:>13} "
                          f"{table['mean_score'][c]:>11.3f}")
         idx = self.top_flagged(top)
-        lines += ["", f"top {idx.size} flagged", f"{'index':>7}  {'given->suggested':<16} {'score':>6}  "
-                  f"{'decision':<10} reason"]
+        lines += ["", f"top {idx.size} flagged", (f"{'index':>7}  {'given->suggested':<16} {'score':>6}  "
+                                                    f"{'decision':<10} reason")]
         reasons = self.reasons()
         for i in idx:
             pair = f"{self.given_labels[i]}->{self.suggested_labels[i]}"

@@ -43,7 +43,8 @@ def test_bad_arguments_exit_with_a_message(argv, match, capsys):
 
 
 def test_console_script_is_installed():
-    out = subprocess.run([sys.executable, "-m", "fld_train.cli", "--help"], capture_output=True, text=True)
+    out = subprocess.run([sys.executable, "-m", "fld_train.cli", "--help"], capture_output=True, text=True,
+                         check=False)
     assert out.returncode == 0 and "demo" in out.stdout
 
 

@@ -74,7 +74,8 @@ def test_revert_restores_original_and_is_audited(tmp_path):
     reverts = [c for c in ds.audit_log if c.reason == "revert"]
     assert len(reverts) == 4 and {c.epoch for c in reverts} == {5, -1}
     ds.write_audit_csv(tmp_path / "audit.csv")
-    rows = list(csv.DictReader(open(tmp_path / "audit.csv")))
+    with open(tmp_path / "audit.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == len(ds.audit_log) and rows[0]["field"] == "label"
 
 

@@ -116,8 +116,8 @@ def _trainer(**kwargs) -> pl.Trainer:
 @pytest.mark.slow
 def test_ddp_spawn_counts_every_sample_once_and_matches_a_single_process(tmp_path):
     n, batch = 1437, 64  # odd: DistributedSampler repeats one sample; not divisible by 2 x 64
-    x, noisy, mask = _digits(n)
-    make_ds = lambda: RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy)))  # noqa: E731
+    x, noisy, _ = _digits(n)
+    make_ds = lambda: RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy)))
 
     ddp_dir = tmp_path / "ddp"
     ddp_dir.mkdir()

@@ -25,7 +25,8 @@ def test_report_holds_contract_arrays():
 def test_to_csv_writes_one_row_per_sample_with_reasons(tmp_path):
     r = _report()
     r.to_csv(tmp_path / "r.csv")
-    rows = list(csv.DictReader(open(tmp_path / "r.csv")))
+    with open(tmp_path / "r.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert len(rows) == 4
     assert rows[3]["flagged"] == "1" and rows[3]["decision"] == "relabel"
     assert "kNN agreement=0.00" in rows[3]["reason"] and "suggested 1 over given 0" in rows[3]["reason"]

@@ -43,11 +43,13 @@ def test_queue_ranks_unresolved_first_then_least_certain_corrections():
 def test_queue_files_are_private_by_default(tmp_path):
     report, _ = _report_and_dataset()
     csv_path, jsonl_path = report.review_queue(tmp_path)
-    rows = list(csv.DictReader(open(csv_path)))
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert [int(r["index"]) for r in rows] == [int(i) for i in queue_order(
         report.scores, report.decisions, report.flagged)]
     assert "path" not in rows[0] and "thumbnail" not in rows[0]
-    lines = [json.loads(x) for x in open(jsonl_path)]
+    with open(jsonl_path) as fh:
+        lines = [json.loads(x) for x in fh]
     assert [r["index"] for r in lines] == [int(r["index"]) for r in rows]
     assert not (tmp_path / "thumbnails").exists()
 
@@ -56,7 +58,8 @@ def test_queue_adds_paths_and_thumbnails_only_when_asked(tmp_path):
     report, _ = _report_and_dataset()
     csv_path, _ = report.review_queue(tmp_path, paths=[f"img/{i}.png" for i in range(6)],
                                       images=lambda i: np.full((4, 4), 10 * i, np.uint8))
-    rows = list(csv.DictReader(open(csv_path)))
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     assert rows[0]["path"] == f"img/{rows[0]['index']}.png"
     assert (tmp_path / rows[0]["thumbnail"]).exists()
 
@@ -64,8 +67,9 @@ def test_queue_adds_paths_and_thumbnails_only_when_asked(tmp_path):
 @pytest.mark.parametrize("fmt", ["csv", "jsonl"])
 def test_round_trip_serves_reviewed_labels_and_audits_them(tmp_path, fmt):
     report, ds = _report_and_dataset()
-    csv_path, jsonl_path = report.review_queue(tmp_path)
-    rows = list(csv.DictReader(open(csv_path)))
+    csv_path, _ = report.review_queue(tmp_path)
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     decisions = {3: ("relabel", "1"), 4: ("keep", ""), 5: ("exclude", "")}
     for row in rows:
         row["review_decision"], row["review_label"] = decisions.get(int(row["index"]), ("", ""))
@@ -161,7 +165,8 @@ def test_reviews_outrank_later_checks_and_survive_resume(tmp_path):
     pl.seed_everything(0, verbose=False)
     report = fit(6).report()  # relabels start once model and neighbours both give a majority
     csv_path, _ = report.review_queue(tmp_path / "queue")
-    rows = list(csv.DictReader(open(csv_path)))
+    with open(csv_path, newline="") as fh:
+        rows = list(csv.DictReader(fh))
     auto = [r for r in rows if r["decision"] == "relabel"][:6]
     # the reviewer confirms three automatic corrections, overrules two (keep) and excludes one
     for r, verdict in zip(auto, ["relabel", "relabel", "relabel", "keep", "keep", "exclude"]):
