@@ -17,9 +17,11 @@ digits, a 1-D CNN on MNIST-1D, a small CNN on CIFAR-10 by default), in one run:
   cluster's majority label is another one.
 
 Columns: precision, recall, F1 of the flags and AUROC of the scores against the true noise mask;
-correction accuracy (share of relabels that restored the true label); clean test accuracy of the
-model that method trains (plain noisy training for the baselines); wall time relative to plain
-training. Mean over ``--seeds``.
+correction accuracy (share of flagged samples whose suggested label is the true one: the method's most
+probable class other than the given label, so it is at most the precision); relabels right (the
+relabel run's changed labels that are the true one); clean test accuracy of the model that method
+trains (plain noisy training for the baselines); wall time relative to plain training. Mean over
+``--seeds``.
 
     python benchmarks/detection.py --dataset digits --noise symmetric:0.2 --seeds 0 1 2
     python benchmarks/detection.py --dataset cifar10 --data-dir ../shared/data/cifar10 \
@@ -164,11 +166,13 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
     ``relabel_options`` go to the relabel run's :class:`~fld_train.FakeLabelDiscovery`."""
     labels, mask = noisy_labels(data, spec, seed)
     rows: dict[str, dict[str, float]] = {}
-    saved: dict[str, np.ndarray] = {"labels": labels, "mask": mask}
+    saved: dict[str, np.ndarray] = {"labels": labels, "mask": mask, "true_labels": data.y}
 
-    def row(name, flagged, scores, time_ratio, test_acc, corr=float("nan")):
-        rows[name] = {**flag_metrics(flagged, scores, mask), "correction": corr,
-                      "test_acc": test_acc, "time": time_ratio, "clean_acc": clean_acc}
+    def row(name, flagged, scores, suggested, time_ratio, test_acc, relabels_right=float("nan")):
+        rows[name] = {**flag_metrics(flagged, scores, mask),
+                      "correction": correction_accuracy(flagged, suggested, data.y),
+                      "relabels_right": relabels_right, "test_acc": test_acc, "time": time_ratio,
+                      "clean_acc": clean_acc}
 
     plain, t_plain, _ = fit(data, data.x, labels, seed)
     plain_acc = float(np.mean(predict(plain, data.x_test).argmax(1) == data.y_test))
@@ -177,7 +181,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
         fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
         model, t_fld, _ = fit(data, data.x, labels, seed, [fld])
         rep = fld.report()
-        row("fld-train", rep.flagged, rep.scores, t_fld / t_plain, plain_acc)
+        row("fld-train", rep.flagged, rep.scores, rep.suggested_labels, t_fld / t_plain, plain_acc)
         saved.update({f"store_{key}": np.asarray(value) for key, value in fld.store.state_dict().items()
                       if value is not None})
     if "relabel" in methods:
@@ -201,6 +205,14 @@ def flag_metrics(flagged: np.ndarray, scores: np.ndarray, mask: np.ndarray) -> d
             "flagged_share": float(np.mean(flagged))}
 
 
+def best_other(probs: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """``(N,)`` each row's most probable class other than its given label: a flag says the label is
+    wrong, so this is what a method that gives ``(N, C)`` class scores would suggest instead."""
+    other = np.array(probs, dtype=np.float64)
+    other[np.arange(labels.size), labels] = -np.inf
+    return other.argmax(axis=1)
+
+
 def cleanlab_verdict(labels: np.ndarray, oos: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """cleanlab's ``find_label_issues`` flags and ``1 - get_label_quality_scores`` scores on ``(N, C)``
     out-of-sample probabilities."""
@@ -217,7 +229,7 @@ def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row:
     model_r, t_r, ds_r = fit(data, data.x, labels, seed, [fld_r])
     rep_r = fld_r.report()
     changed = ds_r.current_labels != labels
-    row("fld-train relabel", rep_r.flagged, rep_r.scores, t_r / t_plain,
+    row("fld-train relabel", rep_r.flagged, rep_r.scores, rep_r.suggested_labels, t_r / t_plain,
         float(np.mean(predict(model_r, data.x_test).argmax(1) == data.y_test)),
         correction_accuracy(changed, ds_r.current_labels, data.y))
 
@@ -232,7 +244,7 @@ def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, pla
         m, t, _ = fit(data, data.x[tr], labels[tr], seed + k)
         t_cv += t
         oos[te] = predict(m, data.x[te])
-    row("cleanlab 5-fold", *cleanlab_verdict(labels, oos), t_cv / t_plain, plain_acc)
+    row("cleanlab 5-fold", *cleanlab_verdict(labels, oos), best_other(oos, labels), t_cv / t_plain, plain_acc)
     return oos
 
 
@@ -248,8 +260,8 @@ def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_
     kf = kfold_discovery(lambda: make_model(data),
                          TensorDataset(torch.from_numpy(data.x), torch.from_numpy(labels)), 10,
                          folds=5, make_trainer=trainer, batch_size=data.batch_size, seed=seed)
-    row("fld-train K-fold", kf.report.flagged, kf.report.scores, (time.perf_counter() - start) / t_plain,
-        plain_acc)
+    row("fld-train K-fold", kf.report.flagged, kf.report.scores, kf.report.suggested_labels,
+        (time.perf_counter() - start) / t_plain, plain_acc)
 
 
 def _baseline_rows(data: Data, labels: np.ndarray, seed: int, fld: FakeLabelDiscovery,
@@ -257,16 +269,20 @@ def _baseline_rows(data: Data, labels: np.ndarray, seed: int, fld: FakeLabelDisc
     """AUM, kNN vote, conf<0.7 and k-means vote, from the flag run's store and final model."""
     store = fld.store
     aum = store.mean_margin()
-    row("AUM", aum < 0, 1 / (1 + np.exp(np.clip(aum, -50, 50))), time_ratio, plain_acc)
+    row("AUM", aum < 0, 1 / (1 + np.exp(np.clip(aum, -50, 50))),
+        best_other(store.model_probs().to_dense(10), labels), time_ratio, plain_acc)
     emb = store.embeddings.astype(np.float32)
     agreement, dist = knn.label_agreement(emb, labels, 10, k=10)
-    row("kNN", dist.argmax(1) != labels, 1 - agreement, time_ratio, plain_acc)
-    p_given = predict(model, data.x)[np.arange(labels.size), labels]
-    row("conf<0.7", p_given < 0.7, 1 - p_given, time_ratio, plain_acc)
+    row("kNN", dist.argmax(1) != labels, 1 - agreement, best_other(dist, labels), time_ratio, plain_acc)
+    probs = predict(model, data.x)
+    p_given = probs[np.arange(labels.size), labels]
+    row("conf<0.7", p_given < 0.7, 1 - p_given, best_other(probs, labels), time_ratio, plain_acc)
     row("k-means vote", *kmeans_vote(emb, labels, seed), time_ratio, plain_acc)
 
 
-def kmeans_vote(emb: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray]:
+def kmeans_vote(emb: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Flags (the cluster's majority is another label), scores (1 - the given label's share of the
+    cluster) and suggestions (the cluster's most common other label) of a 100-cluster k-means vote."""
     import faiss
 
     x = np.ascontiguousarray(emb / np.maximum(np.linalg.norm(emb, axis=1, keepdims=True), 1e-12))
@@ -277,7 +293,7 @@ def kmeans_vote(emb: np.ndarray, labels: np.ndarray, seed: int) -> tuple[np.ndar
     counts = np.zeros((100, 10))
     np.add.at(counts, (assign, labels), 1)
     share = counts[assign, labels] / counts[assign].sum(1)
-    return counts[assign].argmax(1) != labels, 1 - share
+    return counts[assign].argmax(1) != labels, 1 - share, best_other(counts[assign], labels)
 
 
 def flag_run(data: Data, spec: str, seed: int):
@@ -324,15 +340,19 @@ def mean_rows(per_seed: list[dict[str, tuple[float, ...]]]) -> dict[str, tuple[f
     return {key: tuple(statistics.mean(v) for v in zip(*(s[key] for s in per_seed))) for key in per_seed[0]}
 
 
-COLUMNS = ("precision", "recall", "f1", "auroc", "flagged_share", "correction", "test_acc", "time")
+COLUMNS = ("precision", "recall", "f1", "auroc", "flagged_share", "correction", "relabels_right", "test_acc",
+           "time")
+#: Columns printed as percentages.
+SHARES = ("flagged_share", "correction", "relabels_right")
 
 
 def print_table(title: str, per_seed: list[dict[str, dict[str, float]]], seeds: list[int] | None = None) -> None:
     """One setting's table: each method's columns averaged over the seeds (NaN-aware). A method that
     only some seeds measured is averaged over those and its name says which (``seeds`` names them)."""
     print(f"\n{title}")
-    print("| method | precision | recall | F1 | AUROC | flagged | relabels right | test acc. | time vs plain |")
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("| method | precision | recall | F1 | AUROC | flagged | correction | relabels right | test acc. "
+          "| time vs plain |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     seeds = list(range(len(per_seed))) if seeds is None else seeds
     for method in dict.fromkeys(m for rows in per_seed for m in rows):
         rows = [r[method] for r in per_seed if method in r]
@@ -341,7 +361,7 @@ def print_table(title: str, per_seed: list[dict[str, dict[str, float]]], seeds: 
         name = method if len(rows) == len(per_seed) else \
             f"{method} (seeds {[s for s, r in zip(seeds, per_seed) if method in r]})"
         print(f"| {name} | " + " | ".join(
-            "-" if np.isnan(mean[c]) else (f"{mean[c]:.1%}" if c in ("flagged_share", "correction")
+            "-" if np.isnan(mean[c]) else (f"{mean[c]:.1%}" if c in SHARES
                                              else f"{mean[c]:.2f}x" if c == "time" else f"{mean[c]:.3f}")
             for c in COLUMNS) + " |", flush=True)
 
@@ -363,12 +383,21 @@ def print_merged(paths: list[str]) -> None:
         clean.update(zip(seeds, r["clean_acc"].values()))
         for spec, per_seed in r["results"].items():
             for seed, rows in zip(seeds, per_seed):
-                merged.setdefault(spec, {}).setdefault(seed, {}).update(rows)
+                merged.setdefault(spec, {}).setdefault(seed, {}).update(
+                    {method: _upgrade_row(row) for method, row in rows.items()})
     for spec, by_seed in merged.items():
         seeds = sorted(by_seed)
         print_table(f"{dataset} ({model}, {epochs} epochs), {spec}, mean over seeds {seeds} "
                     f"(clean-label test accuracy {statistics.mean(clean[s] for s in seeds):.3f})",
                     [by_seed[seed] for seed in seeds], seeds)
+
+
+def _upgrade_row(row: dict[str, float]) -> dict[str, float]:
+    """A row of a ``--json`` file written before session 9, when the ``correction`` key held the
+    relabel run's relabels right and flag correction was not measured, in today's keys."""
+    if "relabels_right" in row:
+        return row
+    return {**row, "relabels_right": row.get("correction", float("nan")), "correction": float("nan")}
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:

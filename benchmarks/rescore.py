@@ -3,7 +3,8 @@
 ``benchmarks/detection.py --save-dir DIR`` keeps, per noise setting and seed, the noisy labels, the
 noise mask, the flag run's per-sample store and cleanlab's out-of-sample probabilities. This script
 rebuilds each store, runs :func:`fld_train.check.run_check` once per variant and prints, per setting,
-precision, recall, F1, AUROC and share flagged (mean over the saved seeds) and the kNN ``k`` each seed
+precision, recall, F1, AUROC, share flagged and correction accuracy (mean over the saved seeds; the
+correction needs the true labels, which runs saved before session 9 lack) and the kNN ``k`` each seed
 used (``k="auto"`` chooses it per seed), with cleanlab's
 ``find_label_issues`` on the same labels beside them.
 
@@ -28,9 +29,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import cleanlab_verdict, flag_metrics, parse_options  # a sibling script
+from detection import best_other, cleanlab_verdict, flag_metrics, parse_options  # a sibling script
 
 from fld_train.check import run_check
+from fld_train.metrics import correction_accuracy
 from fld_train.store import SampleStore
 
 #: Variants measured when ``--variants`` is not given.
@@ -73,9 +75,15 @@ def load_store(saved: Any) -> SampleStore:
 
 
 def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
-    """``method -> (precision, recall, F1, AUROC, flagged share, kNN k)`` for one saved run (k 0: cleanlab)."""
+    """``method -> (precision, recall, F1, AUROC, flagged share, correction, kNN k)`` for one saved run
+    (k 0: cleanlab; correction NaN when the run did not save its true labels)."""
     saved = np.load(path)
     labels, mask = saved["labels"], saved["mask"]
+    true = saved["true_labels"] if "true_labels" in saved.files else None
+
+    def correction(flagged: np.ndarray, suggested: np.ndarray) -> float:
+        return float("nan") if true is None else correction_accuracy(flagged, suggested, true)
+
     store = load_store(saved)
     out = {}
     for variant in variants:
@@ -83,9 +91,11 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
         noise_cap = options.pop("noise_rate_cap", False)
         ev = run_check(store, **options)
         flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
-        out[variant] = (*_row(flagged, ev.scores, mask), ev.knn_k)
+        out[variant] = (*_row(flagged, ev.scores, mask), correction(flagged, ev.suggested_labels), ev.knn_k)
     if "oos" in saved.files:
-        out["cleanlab 5-fold"] = (*_row(*cleanlab_verdict(labels, saved["oos"]), mask), 0)
+        flagged, scores = cleanlab_verdict(labels, saved["oos"])
+        out["cleanlab 5-fold"] = (*_row(flagged, scores, mask), correction(flagged, best_other(saved["oos"], labels)),
+                                  0)
     return out
 
 
@@ -129,14 +139,16 @@ def main() -> None:
     for setting, paths in saved_runs(args.save_dir).items():
         per_seed = [rows_for(p, args.variants) for p in paths]
         print(f"\n{setting}, mean over {len(paths)} seed(s) ({', '.join(p.stem for p in paths)})")
-        print("| method | precision | recall | F1 | AUROC | flagged | k per seed |\n|---|---|---|---|---|---|---|")
+        print("| method | precision | recall | F1 | AUROC | flagged | correction | k per seed |\n"
+              "|---|---|---|---|---|---|---|---|")
         for method in dict.fromkeys(m for rows in per_seed for m in rows):
             measured = [rows[method] for rows in per_seed if method in rows]
-            cols = [statistics.mean(row[i] for row in measured) for i in range(5)]
+            cols = [statistics.mean(row[i] for row in measured) for i in range(6)]
             name = method if len(measured) == len(per_seed) else f"{method} ({len(measured)} of {len(per_seed)} seeds)"
-            ks = "/".join(str(row[5]) for row in measured) if measured[0][5] else "-"
+            ks = "/".join(str(row[6]) for row in measured) if measured[0][6] else "-"
             print(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in cols[:4])
-                  + f" | {cols[4]:.1%} | {ks} |", flush=True)
+                  + f" | {cols[4]:.1%} | " + ("-" if np.isnan(cols[5]) else f"{cols[5]:.1%}") + f" | {ks} |",
+                  flush=True)
 
 
 if __name__ == "__main__":

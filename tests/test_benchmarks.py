@@ -34,8 +34,37 @@ def test_detection_benchmark_rows(noise):
         assert 0.0 <= r["flagged_share"] <= 1.0, method
         if noise != "none:0":
             assert 0.0 <= r["auroc"] <= 1.0, method
+            # a suggestion is never the given label, so a flagged right label is never a correction
+            assert 0.0 <= r["correction"] <= r["precision"] + 1e-12, method
+        elif r["flagged_share"] > 0:  # every flag on clean labels is wrong, and so is its suggestion
+            assert r["correction"] == 0.0, method
+        if method != "fld-train relabel":  # the relabel run's may be NaN too: two epochs may relabel nothing
+            assert np.isnan(r["relabels_right"]), method
     # ratios only; their size is measured by the benchmark itself, never asserted in a unit test
     assert all(r["time"] > 0 for r in rows.values())
+
+
+def test_best_other_is_the_most_probable_class_but_the_given_one():
+    bench = _load("detection")
+    probs = np.array([[0.7, 0.2, 0.1], [0.7, 0.2, 0.1], [0.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(bench.best_other(probs, np.array([0, 1, 1])), [1, 0, 2])
+    assert probs[0, 0] == 0.7  # the caller's array is not changed
+
+
+def test_merged_tables_read_json_files_written_before_the_correction_column(tmp_path, capsys):
+    bench = _load("detection")
+    nan = float("nan")
+    old = {"precision": 0.9, "recall": 0.8, "f1": 0.85, "auroc": 0.95, "flagged_share": 0.2, "test_acc": 0.9,
+           "time": 1.1, "clean_acc": 0.95}
+    rows = {"fld-train": {**old, "correction": nan}, "fld-train relabel": {**old, "correction": 0.875}}
+    path = tmp_path / "old.json"
+    path.write_text(json.dumps({"dataset": "digits", "model": "mlp", "epochs": 40, "clean_acc": {"0": 0.95},
+                                "results": {"symmetric:0.4": [rows]}}))
+    bench.print_merged([str(path)])
+    lines = capsys.readouterr().out.splitlines()
+    assert "| correction | relabels right |" in lines[2]
+    relabel = next(line for line in lines if line.startswith("| fld-train relabel |"))
+    assert "| 20.0% | - | 87.5% | 0.900 |" in relabel  # the old correction key was the relabels right
 
 
 def test_knn_scale_benchmark_row():
@@ -192,16 +221,18 @@ def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys, monkeypatch):
     again = rescore.rows_for(tmp_path / "symmetric_0.3_seed0.npz", ["default", "target_precision=0.99", "k=5"])
     for method, name in (("default", "fld-train"), ("cleanlab 5-fold", "cleanlab 5-fold")):
         expect = rows[name]
-        assert again[method][:5] == pytest.approx(
-            (expect["precision"], expect["recall"], expect["f1"], expect["auroc"], expect["flagged_share"]))
-    assert again["k=5"][5] == 5 and again["default"][5] in (5, 10, 20, 30, 50, 100)  # the k each variant used
+        assert again[method][:6] == pytest.approx(
+            (expect["precision"], expect["recall"], expect["f1"], expect["auroc"], expect["flagged_share"],
+             expect["correction"]), nan_ok=True)
+    assert 0.0 <= again["default"][5] <= 1.0  # the saved run kept its true labels
+    assert again["k=5"][6] == 5 and again["default"][6] in (5, 10, 20, 30, 50, 100)  # the k each variant used
     assert again["target_precision=0.99"][4] <= again["default"][4]  # a stricter target only removes flags
     assert 0.0 <= again["k=5"][4] <= 1.0  # a variant may override the default k
     monkeypatch.setattr(sys, "argv", ["rescore.py", str(tmp_path), "--variants", "default"])
     rescore.main()
     out = capsys.readouterr().out
     assert "symmetric_0.3, mean over 1 seed(s)" in out and "| default |" in out and "| cleanlab 5-fold |" in out
-    assert "| k per seed |" in out
+    assert "| correction | k per seed |" in out
     witnesses = _load("witnesses")
     model_clean, model_wrong, knn_clean, knn_wrong, ratio = witnesses.witness_row(tmp_path / "symmetric_0.3_seed0.npz")
     # the neighbours name a right label far more often than a wrong one; the model, 4 epochs into a
