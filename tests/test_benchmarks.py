@@ -241,6 +241,15 @@ def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(sys, "argv", ["witnesses.py", str(tmp_path)])
     witnesses.main()
     assert f"| {tmp_path.name} | symmetric_0.3 (1 seeds) |" in capsys.readouterr().out
+    found, posterior, model, neighbours = witnesses.suggestion_row(tmp_path / "symmetric_0.3_seed0.npz")
+    # the flagged wrong labels, as a share of all samples, are the flags' precision times the share flagged
+    assert found == pytest.approx(rows["fld-train"]["precision"] * rows["fld-train"]["flagged_share"])
+    # posterior suggestions that are right, over those flags: the benchmark's correction over its precision
+    assert posterior == pytest.approx(rows["fld-train"]["correction"] / rows["fld-train"]["precision"])
+    assert 0.0 <= model <= 1.0 and 0.0 <= neighbours <= 1.0
+    monkeypatch.setattr(sys, "argv", ["witnesses.py", "--suggestions", str(tmp_path)])
+    witnesses.main()
+    assert "| posterior suggests the true class | model alone | kNN alone |" in capsys.readouterr().out
 
 
 def test_relabel_trace_benchmark_rows():
