@@ -68,7 +68,9 @@ def suggestion_row(path: Path) -> tuple[float, ...]:
     c = store.num_classes
     ev = run_check(store)
     found = ev.flagged & (labels != true)
-    votes = knn.neighbour_label_distribution(knn.search(store.embeddings, k=ev.knn_k), labels, c)
+    # the check's own neighbours: the same deterministic search that chose its k (an IVF index and a
+    # sample above 10,000 rows, so a fresh search at that k would not return them)
+    votes = knn.neighbour_label_distribution(knn.auto_neighbours(store.embeddings, labels, c), labels, c)
 
     def right(suggested: np.ndarray) -> float:
         return float(np.mean(suggested[found] == true[found])) if found.any() else float("nan")
