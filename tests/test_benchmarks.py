@@ -262,3 +262,38 @@ def test_relabel_trace_benchmark_rows():
         assert t.relabeled + t.downweighted <= t.flagged
         assert np.isnan(t.relabels_right) or 0.0 <= t.relabels_right <= 1.0
     assert 0.0 <= test_acc <= 1.0 and 0.0 <= wrong_left <= 1.0
+
+
+def test_training_recipe_overrides_reach_the_model_and_the_json_tables(tmp_path, capsys):
+    bench = _load("detection")
+    parser = bench.bench_parser(bench.__doc__, ["symmetric:0.2"])
+    data = bench.start(parser.parse_args(["--epochs", "3", "--lr", "0.05", "--batch-size", "32", "--threads", "1"]))
+    assert (data.epochs, data.lr, data.batch_size) == (3, 0.05, 32)
+    assert bench.make_model(data).lr == 0.05
+    default = bench.start(parser.parse_args(["--threads", "1"]))
+    assert default.lr is None and bench.make_model(default).lr == bench.MLPClassifier(64, 10).lr
+    assert bench.describe("mnist1d", "cnn1d", 60, 0.01) == "mnist1d (cnn1d, 60 epochs, Adam at 0.01)"
+    assert bench.describe("digits", "mlp", 40) == "digits (mlp, 40 epochs)"
+    row = {c: 0.5 for c in bench.COLUMNS}
+    paths = []
+    for name, lr in (("fast", 0.01), ("slow", None)):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"dataset": "mnist1d", "model": "cnn1d", "epochs": 60, "lr": lr,
+                                         "batch_size": 100, "clean_acc": {"0": 0.9},
+                                         "results": {"none:0": [{"fld-train": row}]}}))
+    bench.print_merged([str(paths[0])])
+    assert "mnist1d (cnn1d, 60 epochs, Adam at 0.01), none:0" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="one dataset, model and training recipe"):
+        bench.print_merged([str(p) for p in paths])  # the same epochs at two learning rates
+
+
+def test_check_curve_benchmark_reads_every_check():
+    bench = _load("check_curve")
+    data = _load("detection").load_digits_data()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32)
+    rows = bench.curve(small, "symmetric:0.3", seed=0)
+    assert sorted(rows) == [1, 3]  # checks every 2 epochs: after the 2nd and the 4th
+    for row in rows.values():
+        assert set(row) >= set(bench.COLUMNS)
+        assert row["gap"] == pytest.approx(row["fits"] - row["supported"])
+        assert 0.0 <= row["fits"] <= 1.0 and 0.0 <= row["supported"] <= 1.0 and 0.0 <= row["f1"] <= 1.0
