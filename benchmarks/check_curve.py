@@ -6,7 +6,8 @@ wrong class. This benchmark prints, for each check of a ``FakeLabelDiscovery(act
 (mean over seeds):
 
 - ``fits``: share of samples the model predicted as their label in the latest epoch (training mode);
-- ``supported``: share whose neighbours give their label more than half of the kNN vote;
+- ``supported``: share whose label is the most common one among their neighbours (the check's own
+  neighbours, found again: :func:`fld_train.knn.auto_neighbours` is deterministic);
 - ``fits - supported``: the share the model fits beyond what its own neighbourhood supports;
 - flagged share, precision, recall, F1 and AUROC of that check against the injected noise.
 
@@ -28,7 +29,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection import Data, bench_parser, describe, fit, flag_metrics, noisy_labels, start  # a sibling script
 
-from fld_train import FakeLabelDiscovery
+from fld_train import FakeLabelDiscovery, knn
 
 COLUMNS = ("fits", "supported", "gap", "flagged_share", "precision", "recall", "f1", "auroc")
 
@@ -49,8 +50,11 @@ def check_row(fld: FakeLabelDiscovery, noise_mask: np.ndarray) -> dict[str, floa
     """One check's numbers (see the module docstring)."""
     report, store = fld.report(), fld.store
     seen = store.seen
+    labels = store.given_labels[seen]
+    neighbours = knn.auto_neighbours(store.embeddings[seen], labels, store.num_classes)
+    votes = knn.neighbour_labels(neighbours, labels, store.num_classes).to_dense(store.num_classes)
     fits = float(store.correct_last[seen].mean())
-    supported = float((report.signals["knn_agreement"][seen] > 0.5).mean())
+    supported = float((votes.argmax(axis=1) == labels).mean())
     return {"fits": fits, "supported": supported, "gap": fits - supported,
             **flag_metrics(report.flagged, report.scores, noise_mask)}
 

@@ -419,6 +419,21 @@ def _upgrade_row(row: dict[str, float]) -> dict[str, float]:
     return {**row, "relabels_right": row.get("correction", float("nan")), "correction": float("nan")}
 
 
+def package_versions() -> dict[str, str]:
+    """Versions of the packages a run's numbers depend on (the venv is installed from version ranges,
+    so two sessions may train with different ones)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for name in ("torch", "lightning", "numpy", "faiss-cpu", "faiss-gpu-cu12", "scikit-learn", "cleanlab",
+                 "mnist1d"):
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            continue
+    return out
+
+
 def parse_options(pairs: list[str]) -> dict[str, Any]:
     """``["uncertain_action=downweight", "k=20"]`` -> ``{"uncertain_action": "downweight", "k": 20}``
     (ints, floats, true/false and none are converted; anything else stays a string)."""
@@ -475,7 +490,7 @@ def main() -> None:
         if args.json:  # after every setting, so a stopped run keeps what it measured
             with open(args.json, "w") as fh:
                 json.dump({"dataset": args.dataset, "model": data.model, "epochs": data.epochs, "lr": data.lr,
-                           "batch_size": data.batch_size,
+                           "batch_size": data.batch_size, "versions": package_versions(),
                            "relabel_options": relabel_options, "clean_acc": clean, "results": everything},
                           fh, indent=1)
 

@@ -297,3 +297,9 @@ def test_check_curve_benchmark_reads_every_check():
         assert set(row) >= set(bench.COLUMNS)
         assert row["gap"] == pytest.approx(row["fits"] - row["supported"])
         assert 0.0 <= row["fits"] <= 1.0 and 0.0 <= row["supported"] <= 1.0 and 0.0 <= row["f1"] <= 1.0
+
+
+def test_package_versions_name_what_the_numbers_depend_on():
+    versions = _load("detection").package_versions()
+    assert {"torch", "lightning", "numpy", "scikit-learn"} <= set(versions)
+    assert all(isinstance(v, str) and v for v in versions.values())
