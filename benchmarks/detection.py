@@ -84,7 +84,7 @@ def load_digits_data() -> Data:
 def load_mnist1d() -> Data:
     """MNIST-1D's default 4,000 / 1,000 split; a 1-D CNN, 40 epochs of Adam at its default 0.002 in
     batches of 64 (86% clean test accuracy). ``--epochs 60 --lr 0.01 --batch-size 100`` (the MNIST-1D
-    paper's optimiser settings) reach 93.9% on clean labels (3 seeds) and memorise noisy ones."""
+    reference code's learning rate and batch size) reach 93.9% on clean labels (3 seeds) and memorise noisy ones."""
     from mnist1d.data import get_dataset_args, make_dataset
 
     d = make_dataset(get_dataset_args())  # generated offline, seed fixed by the package
