@@ -42,8 +42,12 @@ class CheckRecorder(pl.Callback):
         self.rows: dict[int, dict[str, float]] = {}
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.fld._last_check_epoch == trainer.current_epoch:  # a check ran at this epoch's end
-            self.rows[trainer.current_epoch] = check_row(self.fld, self.mask)
+        try:
+            checked = self.fld.report().epoch
+        except RuntimeError:  # no check yet
+            return
+        if checked == trainer.current_epoch:  # a check ran at this epoch's end
+            self.rows[checked] = check_row(self.fld, self.mask)
 
 
 def check_row(fld: FakeLabelDiscovery, noise_mask: np.ndarray) -> dict[str, float]:
