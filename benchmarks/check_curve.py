@@ -56,7 +56,7 @@ def check_row(fld: FakeLabelDiscovery, noise_mask: np.ndarray) -> dict[str, floa
     seen = store.seen
     labels = store.given_labels[seen]
     neighbours = knn.auto_neighbours(store.embeddings[seen], labels, store.num_classes)
-    votes = knn.neighbour_labels(neighbours, labels, store.num_classes).to_dense(store.num_classes)
+    votes = knn.neighbour_label_distribution(neighbours, labels, store.num_classes)
     fits = float(store.correct_last[seen].mean())
     supported = float((votes.argmax(axis=1) == labels).mean())
     return {"fits": fits, "supported": supported, "gap": fits - supported,
