@@ -4,6 +4,8 @@ Every method sees the same data, the same noisy labels and the same model (``--m
 digits, a 1-D CNN on MNIST-1D, a small CNN on CIFAR-10 by default), in one run:
 
 - ``fld-train``: ``FakeLabelDiscovery(action="flag")``, one training run.
+- ``fld-train, monitor=METRIC`` (``--monitor``): the flag run with ``monitor=METRIC``, so its report
+  is the check with the best validation score, on a validation set with noisy labels (half the test set).
 - ``fld-train relabel``: ``action="relabel"``, one training run; its report still judges the given label.
 - ``fld-train K-fold``: :func:`fld_train.folds.kfold_discovery` with 5 folds: out-of-fold
   probabilities, the training dynamics of the 4 fits that trained on each sample, out-of-fold kNN votes.
@@ -74,6 +76,23 @@ class Data:
     model: str = "mlp"
     batch_size: int = 64
     lr: float | None = None  # Adam's learning rate; None: the model's own default
+    x_val: np.ndarray | None = None  # a held-out validation set (``--monitor``), true labels in y_val
+    y_val: np.ndarray | None = None
+
+
+def with_validation(data: Data) -> Data:
+    """Half of the test set (a fixed random half) becomes a validation set, the other half the test
+    set. Each noise setting gives the validation set noisy labels of its own (:func:`noisy_labels`),
+    as a user's held-out data would have."""
+    order = np.random.default_rng(0).permutation(len(data.y_test))
+    val, test = order[: order.size // 2], order[order.size // 2:]
+    return replace(data, x_val=data.x_test[val], y_val=data.y_test[val], x_test=data.x_test[test],
+                   y_test=data.y_test[test])
+
+
+def monitor_mode(metric: str) -> str:
+    """``"max"`` for an accuracy (a name ending in ``acc``), ``"min"`` otherwise (a loss)."""
+    return "max" if metric.endswith("acc") else "min"
 
 
 def load_digits_data() -> Data:
@@ -125,14 +144,21 @@ def make_model(data: Data) -> pl.LightningModule:
     return MLPClassifier(data.x.shape[1], 10, hidden=data.hidden, **lr)
 
 
-def fit(data: Data, x: np.ndarray, labels: np.ndarray, seed: int, callbacks=()) -> tuple[pl.LightningModule, float, RelabeledDataset]:
+def fit(data: Data, x: np.ndarray, labels: np.ndarray, seed: int, callbacks=(),
+        val_labels: np.ndarray | None = None) -> tuple[pl.LightningModule, float, RelabeledDataset]:
+    """Train a fresh model on ``(x, labels)``; with ``val_labels`` it validates on ``data.x_val`` with
+    those labels after every epoch (the models log ``val_loss`` and ``val_acc``)."""
     pl.seed_everything(seed, verbose=False)
     ds = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(labels)))
     model = make_model(data)
+    val = None
+    if val_labels is not None:
+        val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(val_labels)), batch_size=1000)
     trainer = pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=list(callbacks),
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
+                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                         num_sanity_val_steps=0)
     start = time.perf_counter()
-    trainer.fit(model, DataLoader(ds, batch_size=data.batch_size, shuffle=True))
+    trainer.fit(model, DataLoader(ds, batch_size=data.batch_size, shuffle=True), val)
     return model, time.perf_counter() - start, ds
 
 
@@ -158,18 +184,27 @@ def noisy_labels(data: Data, spec: str, seed: int) -> tuple[np.ndarray, np.ndarr
                         seed=seed, features=features, probs=probs)
 
 
-#: Method groups of ``--methods``; "baselines" (AUM, kNN, conf<0.7, k-means vote) reuse the flag run.
-METHODS = ("flag", "relabel", "cleanlab", "kfold", "baselines")
+#: Method groups of ``--methods``; "baselines" (AUM, kNN, conf<0.7, k-means vote) reuse the flag run;
+#: "monitor" (a flag run with ``monitor=``) needs ``--monitor``.
+METHODS = ("flag", "monitor", "relabel", "cleanlab", "kfold", "baselines")
+#: What a run measures when ``--methods`` is not given and there is no validation set.
+DEFAULT_METHODS = tuple(m for m in METHODS if m != "monitor")
 
 
 def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
-                methods: tuple[str, ...] = METHODS, save: Path | None = None,
-                relabel_options: dict[str, Any] | None = None) -> dict[str, dict[str, float]]:
+                methods: tuple[str, ...] = DEFAULT_METHODS, save: Path | None = None,
+                relabel_options: dict[str, Any] | None = None,
+                monitor: str | None = None) -> dict[str, dict[str, float]]:
     """One noise setting and seed: every method of ``methods``; with ``save``, also an ``.npz`` there
     with the noisy labels, the noise mask, the flag run's store and cleanlab's out-of-sample
     probabilities, so that scoring changes can be re-measured without training again.
-    ``relabel_options`` go to the relabel run's :class:`~fld_train.FakeLabelDiscovery`."""
+    ``relabel_options`` go to the relabel run's :class:`~fld_train.FakeLabelDiscovery`. With a
+    validation set (``data.x_val``), it gets noisy labels of this setting (another noise seed) and
+    every training but K-fold mode's validates on it; the ``monitor`` run watches ``monitor``."""
     labels, mask = noisy_labels(data, spec, seed)
+    val_labels = None
+    if data.x_val is not None:
+        val_labels, _ = noisy_labels(replace(data, x=data.x_val, y=data.y_val), spec, seed + 1000)
     rows: dict[str, dict[str, float]] = {}
     saved: dict[str, np.ndarray] = {"labels": labels, "mask": mask, "true_labels": data.y}
 
@@ -179,20 +214,30 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
                       "relabels_right": relabels_right, "test_acc": test_acc, "time": time_ratio,
                       "clean_acc": clean_acc}
 
-    plain, t_plain, _ = fit(data, data.x, labels, seed)
+    plain, t_plain, _ = fit(data, data.x, labels, seed, val_labels=val_labels)
     plain_acc = float(np.mean(predict(plain, data.x_test).argmax(1) == data.y_test))
 
     if "flag" in methods or "baselines" in methods:
         fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
-        model, t_fld, _ = fit(data, data.x, labels, seed, [fld])
+        model, t_fld, _ = fit(data, data.x, labels, seed, [fld], val_labels)
         rep = fld.report()
         row("fld-train", rep.flagged, rep.scores, rep.suggested_labels, t_fld / t_plain, plain_acc)
         saved.update({f"store_{key}": np.asarray(value) for key, value in fld.store.state_dict().items()
                       if value is not None})
+    if "monitor" in methods:
+        if monitor is None or val_labels is None:
+            raise ValueError("the 'monitor' method needs `monitor` and a validation set (--monitor)")
+        fld_m = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False,
+                                   monitor=monitor, mode=monitor_mode(monitor))
+        _, t_m, _ = fit(data, data.x, labels, seed, [fld_m], val_labels)
+        rep = fld_m.report()
+        name = f"fld-train, monitor={monitor}"
+        row(name, rep.flagged, rep.scores, rep.suggested_labels, t_m / t_plain, plain_acc)
+        rows[name]["check_epoch"] = rep.epoch + 1  # the epoch (1-based) whose check the report holds
     if "relabel" in methods:
-        _relabel_row(data, labels, seed, t_plain, row, relabel_options or {})
+        _relabel_row(data, labels, seed, t_plain, row, relabel_options or {}, val_labels)
     if "cleanlab" in methods:
-        saved["oos"] = _cleanlab_row(data, labels, seed, t_plain, plain_acc, row)
+        saved["oos"] = _cleanlab_row(data, labels, seed, t_plain, plain_acc, row, val_labels)
     if "kfold" in methods:
         _kfold_row(data, labels, seed, t_plain, plain_acc, row)
     if "baselines" in methods:
@@ -228,10 +273,10 @@ def cleanlab_verdict(labels: np.ndarray, oos: np.ndarray) -> tuple[np.ndarray, n
 
 
 def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row: Callable,
-                 options: dict[str, Any]) -> None:
+                 options: dict[str, Any], val_labels: np.ndarray | None = None) -> None:
     fld_r = FakeLabelDiscovery(10, **{"check_every_n_epochs": 2, "action": "relabel", "tensorboard": False,
                                       **options})
-    model_r, t_r, ds_r = fit(data, data.x, labels, seed, [fld_r])
+    model_r, t_r, ds_r = fit(data, data.x, labels, seed, [fld_r], val_labels)
     rep_r = fld_r.report()
     changed = ds_r.current_labels != labels
     row("fld-train relabel", rep_r.flagged, rep_r.scores, rep_r.suggested_labels, t_r / t_plain,
@@ -240,13 +285,13 @@ def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row:
 
 
 def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
-                  row: Callable) -> np.ndarray:
+                  row: Callable, val_labels: np.ndarray | None = None) -> np.ndarray:
     """cleanlab on out-of-sample probabilities from 5 trainings; returns those ``(N, C)`` probabilities."""
     oos = np.zeros((labels.size, 10))
     t_cv = 0.0
     folds = StratifiedKFold(5, shuffle=True, random_state=seed)
     for k, (tr, te) in enumerate(folds.split(data.x, labels)):
-        m, t, _ = fit(data, data.x[tr], labels[tr], seed + k)
+        m, t, _ = fit(data, data.x[tr], labels[tr], seed + k, val_labels=val_labels)
         t_cv += t
         oos[te] = predict(m, data.x[te])
     row("cleanlab 5-fold", *cleanlab_verdict(labels, oos), best_other(oos, labels), t_cv / t_plain, plain_acc)
@@ -346,9 +391,11 @@ def start(args: argparse.Namespace) -> Data:
     return replace(data, **{name: value for name, value in overrides.items() if value is not None})
 
 
-def describe(dataset: str, model: str, epochs: int, lr: float | None = None) -> str:
-    """``"mnist1d (cnn1d, 60 epochs, Adam at 0.01)"``: what a table's numbers were trained with."""
-    return f"{dataset} ({model}, {epochs} epochs{'' if lr is None else f', Adam at {lr:g}'})"
+def describe(dataset: str, model: str, epochs: int, lr: float | None = None, monitor: str | None = None) -> str:
+    """``"mnist1d (cnn1d, 60 epochs, Adam at 0.01)"``: what a table's numbers were trained with (with
+    ``monitor``, also that half the test set validated)."""
+    extra = "" if monitor is None else f"; half the test set validates, {monitor}"
+    return f"{dataset} ({model}, {epochs} epochs{'' if lr is None else f', Adam at {lr:g}'}{extra})"
 
 
 def mean_rows(per_seed: list[dict[str, tuple[float, ...]]]) -> dict[str, tuple[float, ...]]:
@@ -388,12 +435,13 @@ def print_merged(paths: list[str]) -> None:
     with ``--methods``), the later file's row replaces the earlier one. A method that only some
     seeds measured is averaged over those, and its row says so."""
     runs = [json.loads(Path(p).read_text()) for p in paths]
-    keys = {(r["dataset"], r.get("model"), r.get("epochs")) for r in runs}
+    keys = {(r["dataset"], r.get("model"), r.get("epochs"), r.get("monitor")) for r in runs}
     recipes = {(r.get("lr"), r["batch_size"]) for r in runs if "batch_size" in r}  # recorded since session 10
     if len(keys) != 1 or len(recipes) > 1:
-        raise SystemExit("--merge: the files must come from one dataset, model and training recipe, got "
+        raise SystemExit("--merge: the files must come from one dataset, model, training recipe and "
+                         "--monitor (which halves the test set), got "
                          f"{sorted(map(str, keys))} {sorted(map(str, recipes))}")
-    dataset, model, epochs = keys.pop()
+    dataset, model, epochs, monitor = keys.pop()
     lr = next(iter(recipes))[0] if recipes else None
     clean: dict[int, float] = {}
     merged: dict[str, dict[int, dict[str, dict[str, float]]]] = {}
@@ -406,7 +454,7 @@ def print_merged(paths: list[str]) -> None:
                     {method: _upgrade_row(row) for method, row in rows.items()})
     for spec, by_seed in merged.items():
         seeds = sorted(by_seed)
-        print_table(f"{describe(dataset, model, epochs, lr)}, {spec}, mean over seeds {seeds} "
+        print_table(f"{describe(dataset, model, epochs, lr, monitor)}, {spec}, mean over seeds {seeds} "
                     f"(clean-label test accuracy {statistics.mean(clean[s] for s in seeds):.3f})",
                     [by_seed[seed] for seed in seeds], seeds)
 
@@ -464,9 +512,13 @@ def main() -> None:
                         help="keep each setting's labels, flag-run store and cleanlab probabilities here (.npz)")
     parser.add_argument("--merge", nargs="+", default=None, metavar="JSON",
                         help="print the tables of earlier --json files (seeds pooled) and exit")
-    parser.add_argument("--methods", nargs="+", choices=METHODS, default=list(METHODS),
-                        help="method groups to run (kfold: 5 more trainings per setting and seed; "
-                             "baselines reuse the flag run)")
+    parser.add_argument("--methods", nargs="+", choices=METHODS, default=None,
+                        help="method groups to run (default: all; 'monitor' only with --monitor; kfold: 5 "
+                             "more trainings per setting and seed; baselines reuse the flag run)")
+    parser.add_argument("--monitor", default=None, metavar="METRIC",
+                        help="val_loss or val_acc: half of the test set becomes a validation set with noisy "
+                             "labels, every training but K-fold's validates on it, and the 'monitor' method "
+                             "runs FakeLabelDiscovery(monitor=METRIC); test accuracy is on the other half")
     parser.add_argument("--relabel-options", nargs="+", default=[], metavar="NAME=VALUE",
                         help="FakeLabelDiscovery options of the relabel run, e.g. uncertain_action=downweight")
     args = parser.parse_args()
@@ -474,7 +526,16 @@ def main() -> None:
     if args.merge:
         print_merged(args.merge)
         return
+    if args.monitor not in (None, "val_loss", "val_acc"):
+        parser.error(f"--monitor: {args.monitor!r} is not logged by the benchmark models; use val_loss or val_acc")
+    methods = args.methods or (METHODS if args.monitor else DEFAULT_METHODS)
+    if "monitor" in methods and not args.monitor:
+        parser.error("--methods monitor needs --monitor val_loss (or val_acc)")
+    if relabel_options.get("monitor") and not args.monitor:
+        parser.error("--relabel-options monitor=... needs --monitor, which makes the validation set")
     data = start(args)
+    if args.monitor:
+        data = with_validation(data)
 
     clean = {}
     for seed in args.seeds:
@@ -482,15 +543,16 @@ def main() -> None:
         clean[seed] = float(np.mean(predict(m, data.x_test).argmax(1) == data.y_test))
     everything = {}
     for spec in args.noise:
-        per_seed = [run_setting(data, spec, seed, clean[seed], methods=tuple(args.methods), save=args.save_dir,
-                                relabel_options=relabel_options) for seed in args.seeds]
+        per_seed = [run_setting(data, spec, seed, clean[seed], methods=tuple(methods), save=args.save_dir,
+                                relabel_options=relabel_options, monitor=args.monitor) for seed in args.seeds]
         everything[spec] = per_seed
-        print_table(f"{describe(args.dataset, data.model, data.epochs, data.lr)}, {spec}, mean over seeds {args.seeds} "
+        print_table(f"{describe(args.dataset, data.model, data.epochs, data.lr, args.monitor)}, {spec}, "
+                    f"mean over seeds {args.seeds} "
                     f"(clean-label test accuracy {statistics.mean(clean.values()):.3f})", per_seed, args.seeds)
         if args.json:  # after every setting, so a stopped run keeps what it measured
             with open(args.json, "w") as fh:
                 json.dump({"dataset": args.dataset, "model": data.model, "epochs": data.epochs, "lr": data.lr,
-                           "batch_size": data.batch_size, "versions": package_versions(),
+                           "batch_size": data.batch_size, "monitor": args.monitor, "versions": package_versions(),
                            "relabel_options": relabel_options, "clean_acc": clean, "results": everything},
                           fh, indent=1)
 

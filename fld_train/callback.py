@@ -10,6 +10,8 @@ to the ``RelabeledDataset`` on every rank and logs the counts.
 
 from __future__ import annotations
 
+import dataclasses
+import math
 import os
 import warnings
 from collections.abc import Iterator
@@ -37,7 +39,7 @@ from fld_train.dataset import RelabeledDataset
 from fld_train.distributed import gather_rows
 from fld_train.report import LabelReport
 from fld_train.store import Observations, SampleStore
-from fld_train.tensorboard import TensorBoardOptions, log_check, log_projector
+from fld_train.tensorboard import TensorBoardOptions, log_check, log_projector, log_report_epoch
 
 
 def _iter_datasets(obj: Any, depth: int = 0) -> Iterator[Any]:
@@ -130,6 +132,15 @@ class FakeLabelDiscovery(Callback):
             relabeled: ``"review"`` (trained on as it is, first in the review queue) or
             ``"downweight"`` (its weight drops to ``1 - score``, reversibly at every check; better
             on noisy data, worse on clean data with a weak model: docs/tuning.md).
+        monitor: a metric the LightningModule logs on held-out data (e.g. ``"val_loss"``; the
+            held-out labels may be as noisy as the training labels), read from
+            ``trainer.callback_metrics`` at each check. A check whose value is not better than the
+            best check's so far changes nothing: the report, the decisions and the dataset's
+            overrides stay those of the best check, as ``ModelCheckpoint`` keeps its best model.
+            It guards against memorisation: once a model starts fitting its wrong labels, its
+            held-out score stops improving and its later checks find fewer of them
+            (docs/tuning.md). ``None`` (default): every check acts.
+        mode: ``"min"`` (default) or ``"max"``: whether a lower or a higher ``monitor`` is better.
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -159,6 +170,8 @@ class FakeLabelDiscovery(Callback):
         cluster_votes: bool = False,
         model_weight: float = 0.5,
         uncertain_action: str = "review",
+        monitor: str | None = None,
+        mode: str = "min",
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -214,6 +227,11 @@ class FakeLabelDiscovery(Callback):
         self.uncertain_action = check_choice(
             "uncertain_action", uncertain_action, scoring.UNCERTAIN_ACTIONS,
             hint="It applies to flagged samples that action='relabel' does not relabel.")
+        if monitor is not None and (not isinstance(monitor, str) or not monitor):
+            raise TypeError(f"`monitor` must be the name of a logged metric (str) or None, got {monitor!r}.")
+        self.monitor = monitor
+        self.mode = check_choice("mode", mode, ("min", "max"),
+                                 hint="'min' when a lower `monitor` is better (a loss), 'max' otherwise.")
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -221,7 +239,10 @@ class FakeLabelDiscovery(Callback):
         self.dataset: RelabeledDataset | None = None
         self._capture: HeadCapture | None = None
         self._report: LabelReport | None = None
+        self._evaluation: scoring.Evaluation | None = None  # the one the report and the dataset follow
         self._last_check_epoch = -1
+        self._report_epoch = -1
+        self._best_score: float | None = None  # the monitored value of the check the report holds
         self._pending_state: dict[str, Any] | None = None
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (labels, indices) in flight
         self._pending: list[dict[str, torch.Tensor]] = []  # batch summaries not yet in the store
@@ -375,7 +396,10 @@ class FakeLabelDiscovery(Callback):
     @override
     def state_dict(self) -> dict[str, Any]:
         self._flush()  # a mid-epoch checkpoint holds every batch seen so far (all ranks save together)
-        state: dict[str, Any] = {"last_check_epoch": self._last_check_epoch}
+        state: dict[str, Any] = {"last_check_epoch": self._last_check_epoch,
+                                 "report_epoch": self._report_epoch, "best_score": self._best_score}
+        if self._evaluation is not None:
+            state["evaluation"] = _as_tensors(self._evaluation.state_dict())
         if self.store is not None:
             state["store"] = _as_tensors(self.store.state_dict())
         if self.dataset is not None:
@@ -399,6 +423,12 @@ class FakeLabelDiscovery(Callback):
             newer = [r for r in live if restored.get(r.index) != r]
             if newer:
                 self.dataset.reapply_reviews(newer, epoch=self._last_check_epoch)
+        self._report_epoch = int(state.get("report_epoch", self._last_check_epoch))
+        best = state.get("best_score")
+        self._best_score = None if best is None else float(best)
+        if "evaluation" in state and self.store is not None:  # report() works before the next check
+            self._evaluation = scoring.Evaluation.from_state_dict(_as_arrays(dict(state["evaluation"])))
+            self._report = self._report_of(self._evaluation, self._report_epoch)
 
     # ------------------------------------------------------------------ internals
     def _warn_once(self, key: str, message: str) -> None:
@@ -509,20 +539,28 @@ class FakeLabelDiscovery(Callback):
 
     def _check(self, trainer: pl.Trainer, epoch: int, *, final: bool = False) -> None:
         assert self.store is not None  # set in on_train_start
+        value = self._monitored(trainer, epoch)  # every rank reads it, so a missing metric fails on all
         payload = None
         if trainer.is_global_zero:
-            payload = self._evaluate()
-        payload = trainer.strategy.broadcast(payload, src=0)
-        evaluation: scoring.Evaluation = payload
-        self._apply(evaluation, epoch)
-        ds = self.dataset
-        current = ds.current_labels if ds is not None else self.store.given_labels
-        self._report = LabelReport.from_evaluation(
-            evaluation, self.store.given_labels, current, epoch,
-            reviews=ds.reviews if ds is not None else (), num_classes=self.num_classes,
-        )
+            payload = (value, self._evaluate() if self._improves(value) else None)
+        value, evaluation = trainer.strategy.broadcast(payload, src=0)
         self._last_check_epoch = epoch
+        if evaluation is None:  # no better than the report's check: the report and the dataset stay
+            self._refresh_reviews()
+            if trainer.is_global_zero:
+                log_report_epoch(trainer.loggers, self._report_epoch, trainer.global_step)
+                if final and self._report is not None and self.tensorboard is not None \
+                        and self.tensorboard.projector == "end":
+                    log_projector(trainer.loggers, self._report, trainer.global_step,
+                                  options=self.tensorboard, embeddings=self.store.embeddings,
+                                  seen=self.store.seen, fetch_inputs=self._fetch_inputs())
+            return
+        self._apply(evaluation, epoch)
+        self._evaluation, self._report_epoch, self._best_score = evaluation, epoch, value
+        self._report = self._report_of(evaluation, epoch)
         if trainer.is_global_zero:
+            if self.monitor is not None:
+                log_report_epoch(trainer.loggers, epoch, trainer.global_step)
             log_check(
                 trainer.loggers, self._report, trainer.global_step, options=self.tensorboard,
                 noise_mask=self.noise_mask, embeddings=self.store.embeddings, seen=self.store.seen,
@@ -533,6 +571,49 @@ class FakeLabelDiscovery(Callback):
                 self._report.to_csv(self.report_dir / "label_report.csv")
                 if self.dataset is not None:
                     self.dataset.write_audit_csv(self.report_dir / "audit_log.csv")
+
+    def _refresh_reviews(self) -> None:
+        """Show the reviews applied since the report's check in the report (labels and decisions)."""
+        if self._evaluation is None or self.dataset is None or self.store is None:
+            return
+        decisions = self._evaluation.decisions.copy()
+        decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED
+        self._evaluation = dataclasses.replace(self._evaluation, decisions=decisions)
+        self._report = self._report_of(self._evaluation, self._report_epoch)
+
+    def _report_of(self, evaluation: scoring.Evaluation, epoch: int) -> LabelReport:
+        assert self.store is not None
+        ds = self.dataset
+        current = ds.current_labels if ds is not None else self.store.given_labels
+        return LabelReport.from_evaluation(
+            evaluation, self.store.given_labels, current, epoch,
+            reviews=ds.reviews if ds is not None else (), num_classes=self.num_classes,
+        )
+
+    def _monitored(self, trainer: pl.Trainer, epoch: int) -> float | None:
+        """The value of ``monitor`` at this check; ``None`` without one."""
+        if self.monitor is None:
+            return None
+        metrics = trainer.callback_metrics
+        if self.monitor not in metrics:
+            raise RuntimeError(
+                f"FakeLabelDiscovery(monitor={self.monitor!r}) found no metric {self.monitor!r} at the "
+                f"check after epoch {epoch}; the logged metrics are {sorted(metrics)}. Log it in "
+                f"`validation_step` (`self.log({self.monitor!r}, ...)`) and run validation at least "
+                f"every check_every_n_epochs={self.check_every_n_epochs} epochs, or set `monitor=None`."
+            )
+        return float(metrics[self.monitor])
+
+    def _improves(self, value: float | None) -> bool:
+        """Whether a check with monitored ``value`` replaces the report (always, without ``monitor``)."""
+        if value is None or self._evaluation is None:
+            return True
+        if not math.isfinite(value):
+            return False
+        best = self._best_score
+        if best is None or not math.isfinite(best):
+            return True
+        return value < best if self.mode == "min" else value > best
 
     def _evaluate(self) -> scoring.Evaluation:
         assert self.store is not None

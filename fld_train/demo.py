@@ -43,6 +43,13 @@ class _Classifier(pl.LightningModule):
         self.log("train_loss", loss, on_epoch=True, on_step=False)
         return loss
 
+    def validation_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> None:
+        """Logs ``val_loss`` and ``val_acc`` on ``(x, y)`` or ``(x, y, idx)`` batches."""
+        x, y = batch[0], batch[1]
+        logits = self(x)
+        self.log("val_loss", F.cross_entropy(logits, y))
+        self.log("val_acc", (logits.argmax(dim=1) == y).float().mean())
+
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.lr)
 

@@ -30,6 +30,7 @@ where the posterior's argmax finds 99% at 95% precision; see docs/benchmarks.md.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -68,6 +69,26 @@ class Evaluation:
     thresholds: np.ndarray
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     knn_k: int = 0
+
+    def state_dict(self) -> dict[str, Any]:
+        """Arrays and numbers only (for checkpoints): the fields, each signal as ``signal/<name>``."""
+        state: dict[str, Any] = {name: getattr(self, name) for name in _ARRAY_FIELDS}
+        state.update({f"signal/{name}": values for name, values in self.signals.items()})
+        state["knn_k"] = self.knn_k
+        return state
+
+    @classmethod
+    def from_state_dict(cls, state: dict[str, Any]) -> Evaluation:
+        """The inverse of :meth:`state_dict`."""
+        missing = [name for name in _ARRAY_FIELDS if name not in state]
+        if missing:
+            raise ValueError(f"an Evaluation state needs {list(_ARRAY_FIELDS)}; missing {missing}.")
+        signals = {key[len("signal/"):]: np.asarray(v) for key, v in state.items() if key.startswith("signal/")}
+        return cls(**{name: np.asarray(state[name]) for name in _ARRAY_FIELDS}, signals=signals,
+                   knn_k=int(state.get("knn_k", 0)))
+
+
+_ARRAY_FIELDS = ("scores", "flagged", "suggested_labels", "decisions", "weights", "thresholds")
 
 
 def per_class_thresholds(

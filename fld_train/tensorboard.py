@@ -176,6 +176,12 @@ def log_check(
     return scalars
 
 
+def log_report_epoch(loggers: Iterable[Any], epoch: int, step: int) -> None:
+    """Write ``fld/report_epoch``: the epoch of the check the report holds (with ``monitor``, the best)."""
+    for logger in loggers:
+        logger.log_metrics({f"{PREFIX}/report_epoch": float(epoch)}, step=step)
+
+
 def log_projector(
     loggers: Iterable[Any],
     report: LabelReport,

@@ -283,7 +283,7 @@ def test_training_recipe_overrides_reach_the_model_and_the_json_tables(tmp_path,
                                          "results": {"none:0": [{"fld-train": row}]}}))
     bench.print_merged([str(paths[0])])
     assert "mnist1d (cnn1d, 60 epochs, Adam at 0.01), none:0" in capsys.readouterr().out
-    with pytest.raises(SystemExit, match="one dataset, model and training recipe"):
+    with pytest.raises(SystemExit, match="one dataset, model, training recipe and --monitor"):
         bench.print_merged([str(p) for p in paths])  # the same epochs at two learning rates
 
 
@@ -303,3 +303,30 @@ def test_package_versions_name_what_the_numbers_depend_on():
     versions = _load("detection").package_versions()
     assert {"torch", "lightning", "numpy", "scikit-learn"} <= set(versions)
     assert all(isinstance(v, str) and v for v in versions.values())
+
+
+def test_monitor_runs_validate_on_half_the_test_set_with_noisy_labels(tmp_path, capsys):
+    bench = _load("detection")
+    data = bench.load_digits_data()
+    small = bench.with_validation(replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32))
+    assert len(small.y_val) == len(data.y_test) // 2 and len(small.y_test) == len(data.y_test) - len(small.y_val)
+    assert not set(map(bytes, small.x_val)) & set(map(bytes, small.x_test))  # the halves do not overlap
+    assert (bench.monitor_mode("val_acc"), bench.monitor_mode("val_loss")) == ("max", "min")
+    rows = bench.run_setting(small, "symmetric:0.3", seed=0, clean_acc=0.9, methods=("flag", "monitor"),
+                             monitor="val_loss")
+    assert set(rows) == {"fld-train", "fld-train, monitor=val_loss"}
+    assert rows["fld-train, monitor=val_loss"]["check_epoch"] in (2, 4)
+    with pytest.raises(ValueError, match="needs `monitor` and a validation set"):
+        bench.run_setting(replace(small, x_val=None), "none:0", seed=0, clean_acc=0.9, methods=("monitor",),
+                          monitor="val_loss")
+    row = {c: 0.5 for c in bench.COLUMNS}
+    paths = []
+    for name, monitor in (("plain", None), ("monitored", "val_loss")):
+        paths.append(tmp_path / f"{name}.json")
+        paths[-1].write_text(json.dumps({"dataset": "digits", "model": "mlp", "epochs": 40, "lr": None,
+                                         "batch_size": 64, "monitor": monitor, "clean_acc": {"0": 0.9},
+                                         "results": {"none:0": [{"fld-train": row}]}}))
+    bench.print_merged([str(paths[1])])
+    assert "digits (mlp, 40 epochs; half the test set validates, val_loss), none:0" in capsys.readouterr().out
+    with pytest.raises(SystemExit, match="--monitor"):
+        bench.print_merged([str(p) for p in paths])  # test accuracy on two different test sets

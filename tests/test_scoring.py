@@ -200,3 +200,19 @@ def test_uncertain_relabel_candidates_can_be_downweighted_instead_of_reviewed():
     np.testing.assert_array_equal(ev.weights[~over_budget], 1.0)
     with pytest.raises(ValueError, match="`uncertain_action` must be one of"):
         scoring.evaluate(given, model, knn, action="relabel", uncertain_action="drop")
+
+
+def test_an_evaluation_round_trips_through_its_state_dict():
+    ev = scoring.evaluate(*_case(), action="downweight", extra_signals={"aum_margin": np.arange(4.0)})
+    state = ev.state_dict()
+    assert all(isinstance(v, (np.ndarray, int)) for v in state.values())
+    back = scoring.Evaluation.from_state_dict(state)
+    for name in ("scores", "flagged", "suggested_labels", "decisions", "weights", "thresholds"):
+        np.testing.assert_array_equal(getattr(back, name), getattr(ev, name), err_msg=name)
+        assert getattr(back, name).dtype == getattr(ev, name).dtype
+    assert back.signals.keys() == ev.signals.keys() and back.knn_k == ev.knn_k
+    for name, values in ev.signals.items():
+        np.testing.assert_array_equal(back.signals[name], values)
+    del state["weights"]
+    with pytest.raises(ValueError, match=r"missing \['weights'\]"):
+        scoring.Evaluation.from_state_dict(state)

@@ -4,6 +4,7 @@ import torch
 from PIL import Image
 
 from fld_train.capture import find_head
+from fld_train.demo import MLPClassifier
 from fld_train.vision import SmallCNN, load_image_folder
 
 
@@ -43,3 +44,23 @@ def test_small_cnn_head_is_found():
     model = SmallCNN(10)
     name, _ = find_head(model, 10)
     assert name == "fc" and model(torch.zeros(2, 3, 32, 32)).shape == (2, 10)
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("make", [lambda: SmallCNN(3), lambda: MLPClassifier(3 * 8 * 8, 3)])
+def test_models_log_validation_loss_and_accuracy(make):
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x = torch.randn(16, 3, 8, 8)
+    y = torch.randint(0, 3, (16,))
+    model = make()
+    if isinstance(model, MLPClassifier):
+        x = x.flatten(1)
+    trainer = pl.Trainer(accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False)
+    (metrics,) = trainer.validate(model, DataLoader(TensorDataset(x, y), batch_size=16), verbose=False)
+    model.eval()  # as validation ran (BatchNorm with its running statistics)
+    with torch.no_grad():
+        logits = model(x)
+    assert metrics["val_loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
+    assert metrics["val_acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
