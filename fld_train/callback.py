@@ -132,13 +132,14 @@ class FakeLabelDiscovery(Callback):
             relabeled: ``"review"`` (trained on as it is, first in the review queue) or
             ``"downweight"`` (its weight drops to ``1 - score``, reversibly at every check; better
             on noisy data, worse on clean data with a weak model: docs/tuning.md).
-        monitor: a metric the LightningModule logs on held-out data (e.g. ``"val_loss"``; the
-            held-out labels may be as noisy as the training labels), read from
+        monitor: a metric the LightningModule logs on held-out data (e.g. ``"val_acc"`` with
+            ``mode="max"``; the held-out labels may be as noisy as the training labels), read from
             ``trainer.callback_metrics`` at each check. A check whose value is not better than the
             best check's so far changes nothing: the report, the decisions and the dataset's
             overrides stay those of the best check, as ``ModelCheckpoint`` keeps its best model.
             It guards against memorisation: once a model starts fitting its wrong labels, its
-            held-out score stops improving and its later checks find fewer of them
+            held-out accuracy stops improving and its later checks find fewer of them. Monitor an
+            accuracy rather than a loss, which rises as soon as the model grows confident
             (docs/tuning.md). ``None`` (default): every check acts.
         mode: ``"min"`` (default) or ``"max"``: whether a lower or a higher ``monitor`` is better.
 
@@ -549,6 +550,7 @@ class FakeLabelDiscovery(Callback):
             self._refresh_reviews()
             if trainer.is_global_zero:
                 log_report_epoch(trainer.loggers, self._report_epoch, trainer.global_step)
+                self._write_files()
                 if final and self._report is not None and self.tensorboard is not None \
                         and self.tensorboard.projector == "end":
                     log_projector(trainer.loggers, self._report, trainer.global_step,
@@ -566,11 +568,16 @@ class FakeLabelDiscovery(Callback):
                 noise_mask=self.noise_mask, embeddings=self.store.embeddings, seen=self.store.seen,
                 fetch_inputs=self._fetch_inputs(), final=final,
             )
-            if self.report_dir is not None:
-                self.report_dir.mkdir(parents=True, exist_ok=True)
-                self._report.to_csv(self.report_dir / "label_report.csv")
-                if self.dataset is not None:
-                    self.dataset.write_audit_csv(self.report_dir / "audit_log.csv")
+            self._write_files()
+
+    def _write_files(self) -> None:
+        """Rank 0: ``label_report.csv`` and ``audit_log.csv`` in ``report_dir``, when it is set."""
+        if self.report_dir is None or self._report is None:
+            return
+        self.report_dir.mkdir(parents=True, exist_ok=True)
+        self._report.to_csv(self.report_dir / "label_report.csv")
+        if self.dataset is not None:
+            self.dataset.write_audit_csv(self.report_dir / "audit_log.csv")
 
     def _refresh_reviews(self) -> None:
         """Show the reviews applied since the report's check in the report (labels and decisions)."""

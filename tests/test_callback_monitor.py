@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import Logger
 from torch.utils.data import DataLoader, TensorDataset
 from torch.utils.data.distributed import DistributedSampler
 
-from fld_train import FakeLabelDiscovery, RelabeledDataset
+from fld_train import FakeLabelDiscovery, LabelReport, RelabeledDataset
 from fld_train.demo import MLPClassifier, load_digits_split
 from fld_train.noise import inject_noise
 from fld_train.review import Review
@@ -79,13 +79,13 @@ def data():
 
 
 def _fit(data, schedule, *, mode="min", max_epochs=None, action="relabel", callbacks=(), logger=False,
-         ckpt_path=None, checkpointing=False):
+         ckpt_path=None, checkpointing=False, **options):
     x, noisy = data
     pl.seed_everything(0, verbose=False)
     ds = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy)))
     sampler = DistributedSampler(ds, num_replicas=1, rank=0, shuffle=True, seed=0)
     fld = FakeLabelDiscovery(10, check_every_n_epochs=1, action=action, monitor="val_score", mode=mode,
-                             uncertain_action="downweight", tensorboard=False)
+                             uncertain_action="downweight", tensorboard=False, **options)
     extra = [c(fld) if isinstance(c, type) else c for c in callbacks]
     trainer = pl.Trainer(max_epochs=max_epochs or len(schedule), accelerator="cpu", logger=logger,
                          callbacks=[fld, *extra], enable_checkpointing=checkpointing, enable_progress_bar=False,
@@ -184,9 +184,12 @@ class ReviewAfter(pl.Callback):
                                                      self.epoch)], epoch=self.epoch)
 
 
-def test_a_review_after_the_best_check_shows_in_the_report(data):
-    fld, _, _ = _fit(data, [2.0, 1.0, 3.0], callbacks=[ReviewAfter], action="flag")
+def test_a_review_after_the_best_check_shows_in_the_report_and_its_files(data, tmp_path):
+    fld, _, _ = _fit(data, [2.0, 1.0, 3.0], callbacks=[ReviewAfter], action="flag", report_dir=tmp_path)
     report = fld.report()
     assert report.epoch == 1  # the checks after epoch 1 did not improve
     assert report.decisions[0] == "reviewed" and report.current_labels[0] == 9
     assert [r.index for r in report.reviews] == [0]
+    on_disk = LabelReport.from_csv(tmp_path / "label_report.csv")
+    assert on_disk.decisions[0] == "reviewed" and on_disk.current_labels[0] == 9
+    assert "review: relabel" in (tmp_path / "audit_log.csv").read_text()
