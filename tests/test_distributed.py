@@ -161,3 +161,31 @@ def test_ddp_spawn_counts_every_sample_once_and_matches_a_single_process(tmp_pat
     assert np.sum(flagged_ddp != flagged_one) <= 0.01 * n
     assert abs(np.corrcoef(ranks[0]["scores"], single["scores"])[0, 1]) > 0.99
     assert np.mean(ranks[0]["current_labels"] != single["current_labels"]) <= 0.01
+
+
+class RankScheduledValidation(MLPClassifier):
+    """Logs ``val_score`` from a schedule of its own on each rank (not synced), so ranks disagree."""
+
+    SCHEDULES = ((3.0, 2.0, 1.0, 2.0, 3.0, 4.0), (3.0, 2.0, 3.0, 1.0, 0.0, -1.0))
+
+    def validation_step(self, batch, batch_idx):
+        self.log("val_score", self.SCHEDULES[self.global_rank][self.current_epoch])
+
+
+@pytest.mark.slow
+def test_ddp_spawn_monitor_follows_rank_zero_on_every_rank(tmp_path):
+    x, noisy, _ = _digits(600)
+    ds = RelabeledDataset(TensorDataset(torch.from_numpy(x), torch.from_numpy(noisy)))
+    val = DataLoader(TensorDataset(torch.from_numpy(x[:64]), torch.from_numpy(noisy[:64])), batch_size=64)
+    pl.seed_everything(0, verbose=False)
+    fld = RecordingFLD(str(tmp_path), num_classes=10, check_every_n_epochs=1, action="relabel",
+                       uncertain_action="downweight", monitor="val_score")
+    _trainer(strategy="ddp_spawn", devices=2, callbacks=[fld], num_sanity_val_steps=0).fit(
+        RankScheduledValidation(64, 10), DataLoader(ds, batch_size=64, shuffle=True), val)
+    ranks = [pickle.loads((tmp_path / f"rank{r}.pkl").read_bytes()) for r in (0, 1)]
+    # rank 0's values decide: its best is epoch 2, so nothing changes after it, on either rank
+    for r in ranks:
+        assert max(epoch for _, _, epoch in r["audit"]) == 2
+    np.testing.assert_array_equal(ranks[0]["current_labels"], ranks[1]["current_labels"])
+    np.testing.assert_array_equal(ranks[0]["flagged"], ranks[1]["flagged"])
+    assert ranks[0]["audit"] == ranks[1]["audit"]
