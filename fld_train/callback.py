@@ -10,7 +10,6 @@ to the ``RelabeledDataset`` on every rank and logs the counts.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 import os
 import warnings
@@ -242,7 +241,6 @@ class FakeLabelDiscovery(Callback):
         self._report: LabelReport | None = None
         self._evaluation: scoring.Evaluation | None = None  # the one the report and the dataset follow
         self._last_check_epoch = -1
-        self._report_epoch = -1
         self._best_score: float | None = None  # the monitored value of the check the report holds
         self._pending_state: dict[str, Any] | None = None
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (labels, indices) in flight
@@ -301,11 +299,8 @@ class FakeLabelDiscovery(Callback):
             epoch = int(self.store.last_epoch.max())  # last epoch observed, not yet checked?
             if epoch > self._last_check_epoch:
                 self._check(trainer, epoch, final=True)
-            elif trainer.is_global_zero and self._report is not None and self.tensorboard is not None \
-                    and self.tensorboard.projector == "end":
-                log_projector(trainer.loggers, self._report, trainer.global_step,
-                              options=self.tensorboard, embeddings=self.store.embeddings,
-                              seen=self.store.seen, fetch_inputs=self._fetch_inputs())
+            elif trainer.is_global_zero:
+                self._log_end_projector(trainer)
         if self._capture is not None:
             self._capture.remove()
             self._capture = None
@@ -398,7 +393,8 @@ class FakeLabelDiscovery(Callback):
     def state_dict(self) -> dict[str, Any]:
         self._flush()  # a mid-epoch checkpoint holds every batch seen so far (all ranks save together)
         state: dict[str, Any] = {"last_check_epoch": self._last_check_epoch,
-                                 "report_epoch": self._report_epoch, "best_score": self._best_score}
+                                 "report_epoch": -1 if self._report is None else self._report.epoch,
+                                 "best_score": self._best_score}
         if self._evaluation is not None:
             state["evaluation"] = _as_tensors(self._evaluation.state_dict())
         if self.store is not None:
@@ -424,12 +420,12 @@ class FakeLabelDiscovery(Callback):
             newer = [r for r in live if restored.get(r.index) != r]
             if newer:
                 self.dataset.reapply_reviews(newer, epoch=self._last_check_epoch)
-        self._report_epoch = int(state.get("report_epoch", self._last_check_epoch))
         best = state.get("best_score")
         self._best_score = None if best is None else float(best)
         if "evaluation" in state and self.store is not None:  # report() works before the next check
             self._evaluation = scoring.Evaluation.from_state_dict(_as_arrays(dict(state["evaluation"])))
-            self._report = self._report_of(self._evaluation, self._report_epoch)
+            self._report = self._report_of(
+                self._evaluation, int(state.get("report_epoch", self._last_check_epoch)))
 
     # ------------------------------------------------------------------ internals
     def _warn_once(self, key: str, message: str) -> None:
@@ -547,18 +543,17 @@ class FakeLabelDiscovery(Callback):
         value, evaluation = trainer.strategy.broadcast(payload, src=0)
         self._last_check_epoch = epoch
         if evaluation is None:  # no better than the report's check: the report and the dataset stay
-            self._refresh_reviews()
+            assert self._evaluation is not None and self._report is not None  # the first check acts
+            self._mark_reviewed(self._evaluation)  # reviews applied since then show in the report
+            self._report = self._report_of(self._evaluation, self._report.epoch)
             if trainer.is_global_zero:
-                log_report_epoch(trainer.loggers, self._report_epoch, trainer.global_step)
+                log_report_epoch(trainer.loggers, self._report.epoch, trainer.global_step)
                 self._write_files()
-                if final and self._report is not None and self.tensorboard is not None \
-                        and self.tensorboard.projector == "end":
-                    log_projector(trainer.loggers, self._report, trainer.global_step,
-                                  options=self.tensorboard, embeddings=self.store.embeddings,
-                                  seen=self.store.seen, fetch_inputs=self._fetch_inputs())
+                if final:
+                    self._log_end_projector(trainer)
             return
         self._apply(evaluation, epoch)
-        self._evaluation, self._report_epoch, self._best_score = evaluation, epoch, value
+        self._evaluation, self._best_score = evaluation, value
         self._report = self._report_of(evaluation, epoch)
         if trainer.is_global_zero:
             if self.monitor is not None:
@@ -579,14 +574,18 @@ class FakeLabelDiscovery(Callback):
         if self.dataset is not None:
             self.dataset.write_audit_csv(self.report_dir / "audit_log.csv")
 
-    def _refresh_reviews(self) -> None:
-        """Show the reviews applied since the report's check in the report (labels and decisions)."""
-        if self._evaluation is None or self.dataset is None or self.store is None:
-            return
-        decisions = self._evaluation.decisions.copy()
-        decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED
-        self._evaluation = dataclasses.replace(self._evaluation, decisions=decisions)
-        self._report = self._report_of(self._evaluation, self._report_epoch)
+    def _log_end_projector(self, trainer: pl.Trainer) -> None:
+        """Rank 0, end of training: the projector of the report, when it is written once at the end."""
+        if self._report is not None and self.tensorboard is not None and self.tensorboard.projector == "end":
+            assert self.store is not None
+            log_projector(trainer.loggers, self._report, trainer.global_step,
+                          options=self.tensorboard, embeddings=self.store.embeddings,
+                          seen=self.store.seen, fetch_inputs=self._fetch_inputs())
+
+    def _mark_reviewed(self, evaluation: scoring.Evaluation) -> None:
+        """A human's decision outranks the automatic one: reviewed samples get decision ``reviewed``."""
+        if self.dataset is not None and self.store is not None:
+            evaluation.decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED
 
     def _report_of(self, evaluation: scoring.Evaluation, epoch: int) -> LabelReport:
         assert self.store is not None
@@ -634,8 +633,7 @@ class FakeLabelDiscovery(Callback):
             model_weight=self.model_weight,
             uncertain_action=self.uncertain_action,
         )
-        if self.dataset is not None:  # a human's decision outranks the automatic one
-            evaluation.decisions[self.dataset.reviewed_mask & self.store.seen] = scoring.REVIEWED
+        self._mark_reviewed(evaluation)
         return evaluation
 
     def _apply(self, evaluation: scoring.Evaluation, epoch: int) -> None:
