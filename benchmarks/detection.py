@@ -131,16 +131,22 @@ DATASETS: dict[str, Callable[[argparse.Namespace], Data]] = {
 }
 #: The MLP's epochs on MNIST-1D (``--model mlp``): it learns more slowly than the 1-D CNN.
 MLP_EPOCHS = {"mnist1d": 60}
+#: ``--model small-cnn-aug``: the small CNN on flipped and shifted images with a one-cycle schedule
+#: peaking at Adam 0.01, 12 epochs (about 0.70 clean test accuracy on CIFAR-10's 20,000 images).
+AUGMENTED_CNN = {"epochs": 12, "lr": 0.01}
 
 
 def make_model(data: Data) -> pl.LightningModule:
-    """A fresh model of ``data.model``: ``"mlp"`` (two hidden layers of ``data.hidden``), ``"cnn1d"``
-    or ``"small-cnn"`` (:class:`fld_train.vision.SmallCNN`, for images)."""
+    """A fresh model of ``data.model``: ``"mlp"`` (two hidden layers of ``data.hidden``), ``"cnn1d"``,
+    ``"small-cnn"`` (:class:`fld_train.vision.SmallCNN`, for images) or ``"small-cnn-aug"`` (the same
+    network with ``augment=True, one_cycle=True``)."""
     lr = {} if data.lr is None else {"lr": data.lr}
     if data.model == "cnn1d":
         return Conv1dClassifier(data.x.shape[1], 10, **lr)
     if data.model == "small-cnn":
         return SmallCNN(10, **lr)
+    if data.model == "small-cnn-aug":
+        return SmallCNN(10, **lr, augment=True, one_cycle=True)
     return MLPClassifier(data.x.shape[1], 10, hidden=data.hidden, **lr)
 
 
@@ -362,8 +368,10 @@ def bench_parser(doc: str, noise: list[str], *, seeds: bool = True) -> argparse.
     parser.add_argument("--dataset", choices=sorted(DATASETS), default="digits")
     parser.add_argument("--noise", nargs="+", default=noise,
                         help="kind:rate, kind in symmetric, pairflip, instance, clustered, none")
-    parser.add_argument("--model", choices=["auto", "mlp", "cnn1d"], default="auto",
-                        help="auto: an MLP on digits, a 1-D CNN on MNIST-1D, a small CNN on CIFAR-10")
+    parser.add_argument("--model", choices=["auto", "mlp", "cnn1d", "small-cnn-aug"], default="auto",
+                        help="auto: an MLP on digits, a 1-D CNN on MNIST-1D, a small CNN on CIFAR-10; "
+                             "small-cnn-aug: the small CNN on flipped and shifted images, one-cycle "
+                             "schedule, 12 epochs (images only)")
     parser.add_argument("--data-dir", default=None, help="cifar10: folder with train/ and test/ ImageFolder trees")
     parser.add_argument("--subset", type=int, default=20_000, help="cifar10: training images to use")
     parser.add_argument("--epochs", type=int, default=None, help="override the dataset's training epochs")
@@ -384,7 +392,11 @@ def start(args: argparse.Namespace) -> Data:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     data = DATASETS[args.dataset](args)
     model = getattr(args, "model", "auto")
-    if model not in ("auto", data.model):
+    if model == "small-cnn-aug" and data.model != "small-cnn":
+        raise SystemExit(f"--model small-cnn-aug trains on images; --dataset {args.dataset} is not one")
+    if model == "small-cnn-aug":
+        data = replace(data, model=model, **AUGMENTED_CNN)
+    elif model not in ("auto", data.model):
         data = replace(data, model=model, lr=None,
                        epochs=MLP_EPOCHS.get(args.dataset, data.epochs) if model == "mlp" else 40)
     overrides = {name: getattr(args, name, None) for name in ("epochs", "lr", "batch_size")}

@@ -20,9 +20,23 @@ class SmallCNN(pl.LightningModule):
 
     Its ``training_step`` reads ``(x, y, idx)`` batches, as :class:`~fld_train.RelabeledDataset`
     yields; the head (``fc``) is the last ``nn.Linear`` with ``num_classes`` outputs.
+
+    Args:
+        num_classes: outputs of the head.
+        lr: Adam's learning rate (with ``one_cycle``, the peak of the schedule).
+        augment: train on randomly flipped (left-right) and shifted images (each image padded by 4
+            pixels, reflected, and cropped back at a random offset), drawn anew for every batch.
+            Validation and prediction see the images as they are.
+        one_cycle: anneal the learning rate with ``torch.optim.lr_scheduler.OneCycleLR`` over the
+            whole training (``Trainer.estimated_stepping_batches``), stepped every batch.
+
+    On a random 20,000 CIFAR-10 training images (2 CPU threads), the plain recipe (Adam at 0.002, 4
+    epochs) reaches about 0.55 test accuracy; ``augment=True, one_cycle=True, lr=0.01`` for 12
+    epochs about 0.70 (docs/benchmarks.md).
     """
 
-    def __init__(self, num_classes: int = 10, lr: float = 2e-3) -> None:
+    def __init__(self, num_classes: int = 10, lr: float = 2e-3, *, augment: bool = False,
+                 one_cycle: bool = False) -> None:
         super().__init__()
         self.features = nn.Sequential(
             nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
@@ -32,13 +46,15 @@ class SmallCNN(pl.LightningModule):
         )
         self.fc = nn.Linear(128, num_classes)
         self.lr = lr
+        self.augment = augment
+        self.one_cycle = one_cycle
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, _ = batch
-        loss = F.cross_entropy(self(x), y)
+        loss = F.cross_entropy(self(flip_and_shift(x) if self.augment else x), y)
         self.log("train_loss", loss)
         return loss
 
@@ -49,8 +65,29 @@ class SmallCNN(pl.LightningModule):
         self.log("val_loss", F.cross_entropy(logits, y))
         self.log("val_acc", (logits.argmax(dim=1) == y).float().mean())
 
-    def configure_optimizers(self) -> torch.optim.Optimizer:
-        return torch.optim.Adam(self.parameters(), lr=self.lr)
+    def configure_optimizers(self) -> torch.optim.Optimizer | dict:
+        optimizer = torch.optim.Adam(self.parameters(), lr=self.lr)
+        if not self.one_cycle:
+            return optimizer
+        schedule = torch.optim.lr_scheduler.OneCycleLR(
+            optimizer, max_lr=self.lr, total_steps=int(self.trainer.estimated_stepping_batches))
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+def flip_and_shift(images: torch.Tensor, pad: int = 4) -> torch.Tensor:
+    """Each image of ``(N, C, H, W)`` flipped left-right with probability 1/2 and shifted by up to
+    ``pad`` pixels each way (reflect-padded, then cropped at a random offset); same shape out."""
+    n, _, h, w = images.shape
+    flip = torch.rand(n, device=images.device) < 0.5
+    images = torch.where(flip[:, None, None, None], images.flip(3), images)
+    padded = F.pad(images, (pad, pad, pad, pad), mode="reflect")
+    top = torch.randint(0, 2 * pad + 1, (n,), device=images.device)
+    left = torch.randint(0, 2 * pad + 1, (n,), device=images.device)
+    rows = (top[:, None] + torch.arange(h, device=images.device))[:, None, :, None]  # (N, 1, H, 1)
+    cols = (left[:, None] + torch.arange(w, device=images.device))[:, None, None, :]  # (N, 1, 1, W)
+    batch = torch.arange(n, device=images.device)[:, None, None, None]
+    channels = torch.arange(images.shape[1], device=images.device)[None, :, None, None]
+    return padded[batch, channels, rows, cols]
 
 
 def load_image_folder(

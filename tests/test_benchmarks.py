@@ -330,3 +330,23 @@ def test_monitor_runs_validate_on_half_the_test_set_with_noisy_labels(tmp_path, 
     assert "digits (mlp, 40 epochs; half the test set validates, val_loss), none:0" in capsys.readouterr().out
     with pytest.raises(SystemExit, match="--monitor"):
         bench.print_merged([str(p) for p in paths])  # test accuracy on two different test sets
+
+
+def test_augmented_cnn_recipe_is_chosen_by_model_name_for_images_only(tmp_path):
+    bench = _load("detection")
+    parser = bench.bench_parser(bench.__doc__, ["none:0"])
+    with pytest.raises(SystemExit, match="small-cnn-aug trains on images; --dataset digits"):
+        bench.start(parser.parse_args(["--model", "small-cnn-aug", "--threads", "1"]))
+    images = bench.Data(np.zeros((4, 3, 32, 32), np.float32), np.zeros(4, np.int64),
+                        np.zeros((2, 3, 32, 32), np.float32), np.zeros(2, np.int64), epochs=4, hidden=0,
+                        model="small-cnn", batch_size=128)
+    args = parser.parse_args(["--model", "small-cnn-aug", "--threads", "1"])
+    args.dataset = "fake-images"
+    bench.DATASETS["fake-images"] = lambda args: images
+    try:
+        data = bench.start(args)
+    finally:
+        del bench.DATASETS["fake-images"]
+    assert (data.model, data.epochs, data.lr) == ("small-cnn-aug", 12, 0.01)
+    model = bench.make_model(data)
+    assert model.augment and model.one_cycle and model.lr == 0.01

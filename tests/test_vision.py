@@ -5,7 +5,7 @@ from PIL import Image
 
 from fld_train.capture import find_head
 from fld_train.demo import MLPClassifier
-from fld_train.vision import SmallCNN, load_image_folder
+from fld_train.vision import SmallCNN, flip_and_shift, load_image_folder
 
 
 def _folder(root, per_class=3, classes=("cat", "dog")):
@@ -64,3 +64,45 @@ def test_models_log_validation_loss_and_accuracy(make):
         logits = model(x)
     assert metrics["val_loss"] == pytest.approx(torch.nn.functional.cross_entropy(logits, y).item(), rel=1e-5)
     assert metrics["val_acc"] == pytest.approx((logits.argmax(1) == y).float().mean().item())
+
+
+def test_flip_and_shift_returns_a_shifted_crop_of_each_image_or_its_mirror():
+    images = torch.arange(6 * 3 * 8 * 8, dtype=torch.float32).view(6, 3, 8, 8)
+    torch.manual_seed(0)
+    out = flip_and_shift(images, pad=2)
+    assert out.shape == images.shape
+    for image, got in zip(images, out):
+        crops = [torch.nn.functional.pad(source[None], (2, 2, 2, 2), mode="reflect")[0, :, a:a + 8, b:b + 8]
+                 for source in (image, image.flip(2)) for a in range(5) for b in range(5)]
+        assert any(torch.equal(got, crop) for crop in crops)
+    assert not torch.equal(out, images)  # 6 images: some flip or shift
+
+
+@pytest.mark.filterwarnings("ignore")
+@pytest.mark.parametrize("augment", [True, False])
+def test_small_cnn_augments_training_batches_only_and_anneals_its_learning_rate(monkeypatch, augment):
+    import lightning.pytorch as pl
+    from torch.utils.data import DataLoader, TensorDataset
+
+    from fld_train import RelabeledDataset, vision
+
+    calls = []
+    monkeypatch.setattr(vision, "flip_and_shift", lambda images: calls.append(images.shape[0]) or images.flip(3))
+    model = SmallCNN(3, lr=0.01, augment=augment, one_cycle=True)
+    x, y = torch.randn(8, 3, 32, 32), torch.randint(0, 3, (8,))
+    rates = []
+
+    class Rates(pl.Callback):
+        def on_train_batch_start(self, trainer, *args):
+            rates.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    trainer = pl.Trainer(max_epochs=2, accelerator="cpu", logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, callbacks=[Rates()])
+    loader = DataLoader(RelabeledDataset(TensorDataset(x, y)), batch_size=4)
+    trainer.fit(model, loader, DataLoader(TensorDataset(x, y), batch_size=4))
+    assert calls == ([4] * 4 if augment else [])  # four training batches; validation sees the images as they are
+    (schedule,) = trainer.lr_scheduler_configs
+    assert isinstance(schedule.scheduler, torch.optim.lr_scheduler.OneCycleLR) and schedule.interval == "step"
+    assert schedule.scheduler.total_steps == 4
+    assert rates[0] < max(rates) <= 0.01 and rates[-1] < max(rates)  # warms up towards lr, then anneals
+    assert isinstance(SmallCNN(3).configure_optimizers(), torch.optim.Adam)  # no schedule by default
