@@ -27,7 +27,8 @@ import lightning.pytorch as pl
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import Data, bench_parser, describe, fit, flag_metrics, noisy_labels, start  # a sibling script
+# a sibling script
+from detection import Data, bench_parser, describe, discovery, fit, flag_metrics, noisy_labels, start
 
 from fld_train import FakeLabelDiscovery, knn
 
@@ -66,7 +67,7 @@ def check_row(fld: FakeLabelDiscovery, noise_mask: np.ndarray) -> dict[str, floa
 def curve(data: Data, spec: str, seed: int) -> dict[int, dict[str, float]]:
     """Every check of one flag run on ``spec`` noise: epoch -> :func:`check_row`."""
     labels, mask = noisy_labels(data, spec, seed)
-    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
+    fld = discovery()
     recorder = CheckRecorder(fld, mask)
     fit(data, data.x, labels, seed, [fld, recorder])
     return recorder.rows

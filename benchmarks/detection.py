@@ -44,6 +44,7 @@ import time
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -160,12 +161,17 @@ def fit(data: Data, x: np.ndarray, labels: np.ndarray, seed: int, callbacks=(),
     val = None
     if val_labels is not None:
         val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(val_labels)), batch_size=1000)
-    trainer = pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=list(callbacks),
-                         enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-                         num_sanity_val_steps=0)
     start = time.perf_counter()
-    trainer.fit(model, DataLoader(ds, batch_size=data.batch_size, shuffle=True), val)
+    make_trainer(data, list(callbacks)).fit(model, DataLoader(ds, batch_size=data.batch_size, shuffle=True), val)
     return model, time.perf_counter() - start, ds
+
+
+def make_trainer(data: Data, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The Trainer every benchmark training uses: ``data.epochs`` on the CPU, nothing written, no
+    sanity validation."""
+    return pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=callbacks,
+                      enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+                      num_sanity_val_steps=0)
 
 
 @torch.no_grad()
@@ -224,7 +230,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
     plain_acc = float(np.mean(predict(plain, data.x_test).argmax(1) == data.y_test))
 
     if "flag" in methods or "baselines" in methods:
-        fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
+        fld = discovery()
         model, t_fld, _ = fit(data, data.x, labels, seed, [fld], val_labels)
         rep = fld.report()
         row("fld-train", rep.flagged, rep.scores, rep.suggested_labels, t_fld / t_plain, plain_acc)
@@ -233,8 +239,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float, *,
     if "monitor" in methods:
         if monitor is None or val_labels is None:
             raise ValueError("the 'monitor' method needs `monitor` and a validation set (--monitor)")
-        fld_m = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False,
-                                   monitor=monitor, mode=monitor_mode(monitor))
+        fld_m = discovery(monitor=monitor, mode=monitor_mode(monitor))
         _, t_m, _ = fit(data, data.x, labels, seed, [fld_m], val_labels)
         rep = fld_m.report()
         name = f"fld-train, monitor={monitor}"
@@ -280,8 +285,7 @@ def cleanlab_verdict(labels: np.ndarray, oos: np.ndarray) -> tuple[np.ndarray, n
 
 def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row: Callable,
                  options: dict[str, Any], val_labels: np.ndarray | None = None) -> None:
-    fld_r = FakeLabelDiscovery(10, **{"check_every_n_epochs": 2, "action": "relabel", "tensorboard": False,
-                                      **options})
+    fld_r = discovery(**{"action": "relabel", **options})
     model_r, t_r, ds_r = fit(data, data.x, labels, seed, [fld_r], val_labels)
     rep_r = fld_r.report()
     changed = ds_r.current_labels != labels
@@ -307,15 +311,11 @@ def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, pla
 def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
                row: Callable) -> None:
     """fld-train's K-fold mode: 5 trainings, with training dynamics and out-of-fold kNN votes."""
-    def trainer(callbacks):
-        return pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=callbacks,
-                          enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False)
-
     pl.seed_everything(seed, verbose=False)
     start = time.perf_counter()
     kf = kfold_discovery(lambda: make_model(data),
                          TensorDataset(torch.from_numpy(data.x), torch.from_numpy(labels)), 10,
-                         folds=5, make_trainer=trainer, batch_size=data.batch_size, seed=seed)
+                         folds=5, make_trainer=partial(make_trainer, data), batch_size=data.batch_size, seed=seed)
     row("fld-train K-fold", kf.report.flagged, kf.report.scores, kf.report.suggested_labels,
         (time.perf_counter() - start) / t_plain, plain_acc)
 
@@ -356,9 +356,15 @@ def flag_run(data: Data, spec: str, seed: int):
     """One ``action="flag"`` training on noisy labels: ``(store, labels, noise_mask)`` (the other
     benchmarks re-score this store)."""
     labels, mask = noisy_labels(data, spec, seed)
-    fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="flag", tensorboard=False)
+    fld = discovery()
     fit(data, data.x, labels, seed, [fld])
     return fld.store, labels, mask
+
+
+def discovery(**options: Any) -> FakeLabelDiscovery:
+    """The callback every benchmark run uses: 10 classes, a check every 2 epochs, no TensorBoard,
+    ``action="flag"`` unless ``options`` say otherwise (they override any argument)."""
+    return FakeLabelDiscovery(10, **{"check_every_n_epochs": 2, "action": "flag", "tensorboard": False, **options})
 
 
 def bench_parser(doc: str, noise: list[str], *, seeds: bool = True) -> argparse.ArgumentParser:

@@ -2,10 +2,12 @@
 
 Downloads CIFAR-10 with torchvision (``--download``), or reads an ImageFolder copy
 (``--data-dir path/with/train/<class>/*.png``). ``--subset`` trains on a random subset;
-``--model small-cnn`` trains a 0.1M-parameter CNN that fits a CPU.
+``--model small-cnn`` trains a 0.1M-parameter CNN that fits a CPU; ``--model small-cnn-aug`` trains
+it on flipped and shifted images with a one-cycle schedule (71% clean test accuracy in 12 epochs on
+20,000 images, against about 55% for ``small-cnn`` in 4; docs/benchmarks.md).
 
     python examples/cifar10.py --download --data-dir ~/data --epochs 30
-    python examples/cifar10.py --data-dir ../shared/data/cifar10 --subset 20000 --model small-cnn
+    python examples/cifar10.py --data-dir ../shared/data/cifar10 --subset 20000 --model small-cnn-aug --epochs 12
 """
 
 from __future__ import annotations
@@ -54,7 +56,7 @@ def main(argv: list[str] | None = None) -> dict[str, float]:
     parser.add_argument("--subset", type=int, default=0, help="train on this many images (0: all)")
     parser.add_argument("--noise-rate", type=float, default=0.2)
     parser.add_argument("--epochs", type=int, default=30)
-    parser.add_argument("--model", choices=["resnet18", "small-cnn"], default="resnet18")
+    parser.add_argument("--model", choices=["resnet18", "small-cnn", "small-cnn-aug"], default="resnet18")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--out", default="fld_runs/cifar10")

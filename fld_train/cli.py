@@ -56,15 +56,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     fit.add_argument("--data-dir", required=True, help="ImageFolder root: one sub-folder of images per class")
     fit.add_argument("--out", default="fld_runs/fit", help="output folder (default: %(default)s)")
-    fit.add_argument("--model", choices=["small-cnn", "resnet18"], default="small-cnn",
-                     help="network to train (default: %(default)s)")
+    fit.add_argument("--model", choices=["small-cnn", "small-cnn-aug", "resnet18"], default="small-cnn",
+                     help="network to train; small-cnn-aug: the small CNN on flipped and shifted images "
+                          "with a one-cycle learning-rate schedule (default: %(default)s)")
     fit.add_argument("--epochs", type=_positive_int, default=30, help="training epochs (default: 30)")
     fit.add_argument("--action", choices=["flag", "relabel", "downweight"], default="flag",
                      help="what to do with flagged samples (default: flag, which changes nothing)")
     fit.add_argument("--check-every", type=_positive_int, default=2, help="epochs between checks (default: 2)")
     fit.add_argument("--batch-size", type=_positive_int, default=128, help="batch size (default: 128)")
     fit.add_argument("--image-size", type=_positive_int, default=None,
-                     help="resize images to this square size (default: 32 for small-cnn, 224 for resnet18)")
+                     help="resize images to this square size (default: 32 for the small CNNs, 224 for resnet18)")
     fit.add_argument("--limit-batches", type=_positive_int, default=None,
                      help="train on at most this many batches per epoch (a quick try-out)")
     fit.add_argument("--workers", type=int, default=2, help="DataLoader worker processes (default: 2)")

@@ -26,7 +26,7 @@ def test_digits_quickstart(tmp_path, capsys):
     assert (tmp_path / "label_report.csv").exists()
 
 
-@pytest.mark.parametrize("model", ["resnet18", "small-cnn"])
+@pytest.mark.parametrize("model", ["resnet18", "small-cnn", "small-cnn-aug"])
 def test_cifar10_example_on_a_tiny_image_folder(tmp_path, model):
     rng = np.random.default_rng(0)
     for c in range(10):

@@ -76,6 +76,10 @@ def test_flip_and_shift_returns_a_shifted_crop_of_each_image_or_its_mirror():
                  for source in (image, image.flip(2)) for a in range(5) for b in range(5)]
         assert any(torch.equal(got, crop) for crop in crops)
     assert not torch.equal(out, images)  # 6 images: some flip or shift
+    with pytest.raises(ValueError, match="`pad` must be in \\[0, 8\\) for 8x8 images, got 8"):
+        flip_and_shift(images, pad=8)
+    with pytest.raises(ValueError, match="`images` must be a batch of shape"):
+        flip_and_shift(images[0])
 
 
 @pytest.mark.filterwarnings("ignore")
@@ -106,3 +110,13 @@ def test_small_cnn_augments_training_batches_only_and_anneals_its_learning_rate(
     assert schedule.scheduler.total_steps == 4
     assert rates[0] < max(rates) <= 0.01 and rates[-1] < max(rates)  # warms up towards lr, then anneals
     assert isinstance(SmallCNN(3).configure_optimizers(), torch.optim.Adam)  # no schedule by default
+
+
+def test_build_model_knows_the_augmented_small_cnn():
+    from fld_train.vision import MODELS, build_model
+
+    model = build_model("small-cnn-aug", 4)
+    assert isinstance(model, SmallCNN) and model.augment and model.one_cycle and model.lr == 0.01
+    assert MODELS["small-cnn-aug"] == 32 and not build_model("small-cnn", 4).augment
+    with pytest.raises(ValueError, match="`model` must be one of"):
+        build_model("small-cnn-augmented", 4)
