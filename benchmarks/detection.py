@@ -398,9 +398,9 @@ def start(args: argparse.Namespace) -> Data:
     logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
     data = DATASETS[args.dataset](args)
     model = getattr(args, "model", "auto")
-    if model == "small-cnn-aug" and data.model != "small-cnn":
-        raise SystemExit(f"--model small-cnn-aug trains on images; --dataset {args.dataset} is not one")
     if model == "small-cnn-aug":
+        if data.model != "small-cnn":
+            raise SystemExit(f"--model small-cnn-aug trains on images; --dataset {args.dataset} is not one")
         data = replace(data, model=model, **AUGMENTED_CNN)
     elif model not in ("auto", data.model):
         data = replace(data, model=model, lr=None,

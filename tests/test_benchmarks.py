@@ -332,7 +332,7 @@ def test_monitor_runs_validate_on_half_the_test_set_with_noisy_labels(tmp_path, 
         bench.print_merged([str(p) for p in paths])  # test accuracy on two different test sets
 
 
-def test_augmented_cnn_recipe_is_chosen_by_model_name_for_images_only(tmp_path):
+def test_augmented_cnn_recipe_is_chosen_by_model_name_for_images_only(monkeypatch):
     bench = _load("detection")
     parser = bench.bench_parser(bench.__doc__, ["none:0"])
     with pytest.raises(SystemExit, match="small-cnn-aug trains on images; --dataset digits"):
@@ -342,11 +342,8 @@ def test_augmented_cnn_recipe_is_chosen_by_model_name_for_images_only(tmp_path):
                         model="small-cnn", batch_size=128)
     args = parser.parse_args(["--model", "small-cnn-aug", "--threads", "1"])
     args.dataset = "fake-images"
-    bench.DATASETS["fake-images"] = lambda args: images
-    try:
-        data = bench.start(args)
-    finally:
-        del bench.DATASETS["fake-images"]
+    monkeypatch.setitem(bench.DATASETS, "fake-images", lambda args: images)
+    data = bench.start(args)
     assert (data.model, data.epochs, data.lr) == ("small-cnn-aug", 12, 0.01)
     model = bench.make_model(data)
     assert model.augment and model.one_cycle and model.lr == 0.01
