@@ -54,6 +54,22 @@ def check_float(
     return float(value)
 
 
+def check_positive(name: str, value: Any, *, hint: str = "") -> float:
+    """Return ``value`` as a ``float`` after checking it is finite and ``> 0`` (a learning rate, a scale)."""
+    if isinstance(value, bool) or not isinstance(value, Real) or not np.isfinite(value):
+        raise TypeError(f"`{name}` must be a finite float > 0, got {value!r}.{_h(hint)}")
+    if value <= 0:
+        raise ValueError(f"`{name}` must be > 0, got {value!r}.{_h(hint)}")
+    return float(value)
+
+
+def check_bool(name: str, value: Any, *, hint: str = "") -> bool:
+    """Return ``value`` after checking it is ``True`` or ``False`` (not a truthy stand-in such as ``1``)."""
+    if not isinstance(value, bool):
+        raise TypeError(f"`{name}` must be True or False, got {value!r}.{_h(hint)}")
+    return value
+
+
 def check_choice(name: str, value: Any, allowed: Collection[str], *, hint: str = "") -> str:
     """Return ``value`` after checking it is one of ``allowed``."""
     if value not in allowed:

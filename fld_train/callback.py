@@ -26,6 +26,7 @@ from typing_extensions import override
 
 from fld_train import knn, scoring
 from fld_train._validation import (
+    check_bool,
     check_choice,
     check_float,
     check_int,
@@ -218,9 +219,7 @@ class FakeLabelDiscovery(Callback):
         self.target_precision = None if target_precision is None else check_float(
             "target_precision", target_precision, low=0.0, high=1.0,
             hint="It is the precision the flags should keep, e.g. 0.95; None flags by the posterior alone.")
-        if not isinstance(cluster_votes, bool):
-            raise TypeError(f"`cluster_votes` must be True or False, got {cluster_votes!r}.")
-        self.cluster_votes = cluster_votes
+        self.cluster_votes = check_bool("cluster_votes", cluster_votes)
         self.model_weight = check_float(
             "model_weight", model_weight, low=0.0, high=1.0,
             hint="It is the model's share of the posterior; the neighbours' vote gets 1 - model_weight.")

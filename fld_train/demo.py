@@ -24,6 +24,7 @@ from torch import nn
 from torch.nn import functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
+from fld_train._validation import check_int, check_positive
 from fld_train.callback import FakeLabelDiscovery
 from fld_train.dataset import RelabeledDataset
 from fld_train.metrics import DetectionMetrics
@@ -62,15 +63,22 @@ class MLPClassifier(_Classifier):
         num_classes: number of classes.
         hidden: width of the two hidden layers.
         lr: Adam learning rate.
+
+    Raises:
+        TypeError, ValueError: a size that is not a positive int (``num_classes >= 2``) or ``lr`` not
+            a float > 0; the message names the argument.
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 128, lr: float = 1e-3) -> None:
         super().__init__()
+        in_features = check_int("in_features", in_features, minimum=1)
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        hidden = check_int("hidden", hidden, minimum=1)
+        self.lr = check_positive("lr", lr, hint="It is Adam's learning rate.")
         self.body = nn.Sequential(
             nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
         )
         self.head = nn.Linear(hidden, num_classes)
-        self.lr = lr
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -85,10 +93,17 @@ class Conv1dClassifier(_Classifier):
         num_classes: number of classes.
         width: channels of the three convolutions.
         lr: Adam learning rate.
+
+    Raises:
+        TypeError, ValueError: as :class:`MLPClassifier`.
     """
 
     def __init__(self, length: int, num_classes: int, width: int = 32, lr: float = 2e-3) -> None:
         super().__init__()
+        length = check_int("length", length, minimum=1)
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        width = check_int("width", width, minimum=1)
+        self.lr = check_positive("lr", lr, hint="It is Adam's learning rate.")
         self.features = nn.Sequential(
             nn.Conv1d(1, width, 5, padding=2), nn.ReLU(),
             nn.Conv1d(width, width, 5, padding=2, stride=2), nn.ReLU(),
@@ -98,7 +113,6 @@ class Conv1dClassifier(_Classifier):
         out_length = (((length + 1) // 2) + 1) // 2  # two stride-2 convolutions with padding 2
         self.fc = nn.Linear(width * out_length, 128)
         self.head = nn.Linear(128, num_classes)
-        self.lr = lr
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(F.relu(self.fc(self.features(x.unsqueeze(1)))))

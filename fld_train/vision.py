@@ -11,6 +11,8 @@ from PIL import Image
 from torch import nn
 from torch.nn import functional as F
 
+from fld_train._validation import check_bool, check_int, check_positive
+
 #: Per-channel mean and standard deviation of CIFAR-10 training images (0-1 scale).
 CIFAR_MEAN, CIFAR_STD = (0.49, 0.48, 0.45), (0.25, 0.24, 0.26)
 
@@ -33,11 +35,19 @@ class SmallCNN(pl.LightningModule):
     On a random 20,000 CIFAR-10 training images, the plain recipe (Adam at 0.002, 4 epochs) reached
     0.525 clean test accuracy and ``augment=True, one_cycle=True, lr=0.01`` for 12 epochs 0.711
     (means of 3 seeds, docs/benchmarks.md).
+
+    Raises:
+        TypeError, ValueError: an argument of the wrong type or out of range (``num_classes >= 2``,
+            ``lr > 0``, ``augment`` and ``one_cycle`` True or False); the message names it.
     """
 
     def __init__(self, num_classes: int = 10, lr: float = 2e-3, *, augment: bool = False,
                  one_cycle: bool = False) -> None:
         super().__init__()
+        num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.lr = check_positive("lr", lr, hint="It is Adam's learning rate (the peak with one_cycle).")
+        self.augment = check_bool("augment", augment)
+        self.one_cycle = check_bool("one_cycle", one_cycle)
         self.features = nn.Sequential(
             nn.Conv2d(3, 32, 3, padding=1), nn.BatchNorm2d(32), nn.ReLU(), nn.MaxPool2d(2),
             nn.Conv2d(32, 64, 3, padding=1), nn.BatchNorm2d(64), nn.ReLU(), nn.MaxPool2d(2),
@@ -45,9 +55,6 @@ class SmallCNN(pl.LightningModule):
             nn.AdaptiveAvgPool2d(1), nn.Flatten(),
         )
         self.fc = nn.Linear(128, num_classes)
-        self.lr = lr
-        self.augment = augment
-        self.one_cycle = one_cycle
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.fc(self.features(x))
@@ -134,12 +141,18 @@ def load_image_folder(
 
 class ImageClassifier(pl.LightningModule):
     """Any image network whose last ``nn.Linear`` is the classifier, trained with cross-entropy on
-    ``(x, y, idx)`` batches (SGD with momentum and a cosine schedule over ``max_epochs``)."""
+    ``(x, y, idx)`` batches (SGD with momentum and a cosine schedule over ``max_epochs``).
+
+    Raises:
+        TypeError, ValueError: ``network`` is not an ``nn.Module`` or ``lr`` is not a float > 0.
+    """
 
     def __init__(self, network: nn.Module, lr: float = 0.05) -> None:
         super().__init__()
+        if not isinstance(network, nn.Module):
+            raise TypeError(f"`network` must be a torch.nn.Module, got {type(network).__name__}.")
         self.network = network
-        self.lr = lr
+        self.lr = check_positive("lr", lr, hint="It is SGD's initial learning rate.")
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.network(x)

@@ -347,3 +347,31 @@ def test_augmented_cnn_recipe_is_chosen_by_model_name_for_images_only(monkeypatc
     assert (data.model, data.epochs, data.lr) == ("small-cnn-aug", 12, 0.01)
     model = bench.make_model(data)
     assert model.augment and model.one_cycle and model.lr == 0.01
+
+
+@pytest.mark.parametrize(("noise", "fits"), [(["symmetric:0.2", "none:0"], 4), (["symmetric:0.2"], 3)])
+def test_a_noise_free_setting_is_its_own_clean_reference(monkeypatch, tmp_path, noise, fits):
+    bench = _load("detection")
+    data = bench.load_digits_data()
+    small = replace(data, x=data.x[:300], y=data.y[:300], epochs=2, hidden=32)
+    calls = []
+
+    def counting_fit(*args, **kwargs):
+        calls.append(args[2])
+        return fit(*args, **kwargs)
+
+    fit = bench.fit
+    monkeypatch.setattr(bench, "fit", counting_fit)
+    monkeypatch.setattr(bench, "start", lambda args: small)
+    path = tmp_path / "run.json"
+    monkeypatch.setattr(sys, "argv", ["detection.py", "--noise", *noise, "--seeds", "0", "--methods", "flag",
+                                      "--json", str(path)])
+    bench.main()
+    saved = json.loads(path.read_text())
+    assert len(calls) == fits  # plain + flag per setting, and a clean training only when no setting is one
+    assert list(saved["results"]) == sorted(noise, key=lambda spec: spec != "none:0")
+    assert saved["clean_acc"]["0"] == saved["results"][noise[-1]][0]["fld-train"]["clean_acc"]
+    if "none:0" in noise:
+        assert saved["clean_acc"]["0"] == saved["results"]["none:0"][0]["fld-train"]["test_acc"]
+        with pytest.raises(ValueError, match="`clean_acc` may be None only for a noise-free setting"):
+            bench.run_setting(small, "symmetric:0.2", seed=0, clean_acc=None)

@@ -5,7 +5,7 @@ from PIL import Image
 
 from fld_train.capture import find_head
 from fld_train.demo import MLPClassifier
-from fld_train.vision import SmallCNN, flip_and_shift, load_image_folder
+from fld_train.vision import ImageClassifier, SmallCNN, flip_and_shift, load_image_folder
 
 
 def _folder(root, per_class=3, classes=("cat", "dog")):
@@ -120,3 +120,24 @@ def test_build_model_knows_the_augmented_small_cnn():
     assert MODELS["small-cnn-aug"] == 32 and not build_model("small-cnn", 4).augment
     with pytest.raises(ValueError, match="`model` must be one of"):
         build_model("small-cnn-augmented", 4)
+
+
+@pytest.mark.parametrize(("kwargs", "error", "message"), [
+    ({"num_classes": 1}, ValueError, "`num_classes` must be an int >= 2, got 1"),
+    ({"num_classes": 10.0}, TypeError, "`num_classes` must be an int, got 10.0"),
+    ({"lr": 0.0}, ValueError, "`lr` must be > 0, got 0.0"),
+    ({"lr": float("nan")}, TypeError, "`lr` must be a finite float > 0, got nan"),
+    ({"lr": "0.01"}, TypeError, "`lr` must be a finite float > 0, got '0.01'"),
+    ({"augment": 1}, TypeError, "`augment` must be True or False, got 1"),
+    ({"one_cycle": "yes"}, TypeError, "`one_cycle` must be True or False, got 'yes'"),
+])
+def test_small_cnn_refuses_bad_arguments_by_name(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        SmallCNN(**{"num_classes": 10, **kwargs})
+
+
+def test_image_classifier_refuses_bad_arguments_by_name():
+    with pytest.raises(TypeError, match="`network` must be a torch.nn.Module, got str"):
+        ImageClassifier("resnet18")
+    with pytest.raises(ValueError, match="`lr` must be > 0, got -0.1"):
+        ImageClassifier(torch.nn.Linear(4, 2), lr=-0.1)
