@@ -34,9 +34,15 @@ from fld_train.tensorboard import TensorBoardOptions
 
 
 class _Classifier(pl.LightningModule):
-    """Cross-entropy on ``(x, y, idx)`` batches (the index is the callback's), Adam at ``self.lr``."""
+    """Cross-entropy on ``(x, y, idx)`` batches (the index is the callback's), Adam at ``self.lr``.
 
-    lr: float
+    Subclasses pass their ``num_classes`` and ``lr`` up, checked here, and build their layers.
+    """
+
+    def __init__(self, num_classes: int, lr: float) -> None:
+        super().__init__()
+        self.num_classes = check_int("num_classes", num_classes, minimum=2)
+        self.lr = check_positive("lr", lr, hint="It is Adam's learning rate.")
 
     def training_step(self, batch: tuple[torch.Tensor, ...], batch_idx: int) -> torch.Tensor:
         x, y, _idx = batch
@@ -70,15 +76,13 @@ class MLPClassifier(_Classifier):
     """
 
     def __init__(self, in_features: int, num_classes: int, hidden: int = 128, lr: float = 1e-3) -> None:
-        super().__init__()
+        super().__init__(num_classes, lr)
         in_features = check_int("in_features", in_features, minimum=1)
-        num_classes = check_int("num_classes", num_classes, minimum=2)
         hidden = check_int("hidden", hidden, minimum=1)
-        self.lr = check_positive("lr", lr, hint="It is Adam's learning rate.")
         self.body = nn.Sequential(
             nn.Linear(in_features, hidden), nn.ReLU(), nn.Linear(hidden, hidden), nn.ReLU()
         )
-        self.head = nn.Linear(hidden, num_classes)
+        self.head = nn.Linear(hidden, self.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
@@ -99,11 +103,9 @@ class Conv1dClassifier(_Classifier):
     """
 
     def __init__(self, length: int, num_classes: int, width: int = 32, lr: float = 2e-3) -> None:
-        super().__init__()
+        super().__init__(num_classes, lr)
         length = check_int("length", length, minimum=1)
-        num_classes = check_int("num_classes", num_classes, minimum=2)
         width = check_int("width", width, minimum=1)
-        self.lr = check_positive("lr", lr, hint="It is Adam's learning rate.")
         self.features = nn.Sequential(
             nn.Conv1d(1, width, 5, padding=2), nn.ReLU(),
             nn.Conv1d(width, width, 5, padding=2, stride=2), nn.ReLU(),
@@ -112,7 +114,7 @@ class Conv1dClassifier(_Classifier):
         )
         out_length = (((length + 1) // 2) + 1) // 2  # two stride-2 convolutions with padding 2
         self.fc = nn.Linear(width * out_length, 128)
-        self.head = nn.Linear(128, num_classes)
+        self.head = nn.Linear(128, self.num_classes)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(F.relu(self.fc(self.features(x.unsqueeze(1)))))
