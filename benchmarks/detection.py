@@ -183,7 +183,14 @@ def predict(model: pl.LightningModule, x: np.ndarray, chunk: int = 1000) -> np.n
                                    for i in range(0, len(x), chunk)]))
 
 
+def is_noise_free(spec: str) -> bool:
+    """Whether a ``--noise`` setting (``"kind:rate"``) flips no label."""
+    return float(spec.split(":")[1]) == 0
+
+
 def noisy_labels(data: Data, spec: str, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    if is_noise_free(spec):
+        return data.y.copy(), np.zeros(data.y.size, dtype=bool)
     kind, rate = spec.split(":")
     probs = None
     features = data.x.reshape(len(data.x), -1)
@@ -192,8 +199,6 @@ def noisy_labels(data: Data, spec: str, seed: int) -> tuple[np.ndarray, np.ndarr
         if features.shape[1] > 256:
             classifier = make_pipeline(PCA(64, random_state=0), classifier)
         probs = cross_val_predict(classifier, features, data.y, cv=5, method="predict_proba")
-    if float(rate) == 0:
-        return data.y.copy(), np.zeros(data.y.size, dtype=bool)
     return inject_noise(data.y, 10, rate=float(rate), kind=kind if kind != "none" else "symmetric",
                         seed=seed, features=features, probs=probs)
 
@@ -203,11 +208,6 @@ def noisy_labels(data: Data, spec: str, seed: int) -> tuple[np.ndarray, np.ndarr
 METHODS = ("flag", "monitor", "relabel", "cleanlab", "kfold", "baselines")
 #: What a run measures when ``--methods`` is not given and there is no validation set.
 DEFAULT_METHODS = tuple(m for m in METHODS if m != "monitor")
-
-
-def is_noise_free(spec: str) -> bool:
-    """Whether a ``--noise`` setting (``"kind:rate"``) flips no label."""
-    return float(spec.split(":")[1]) == 0
 
 
 def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
