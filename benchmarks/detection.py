@@ -32,8 +32,9 @@ first and no seed is trained twice on the same labels.
         --noise symmetric:0.4 --seeds 0 --methods flag relabel cleanlab baselines --json cifar_seed0.json
     python benchmarks/detection.py --merge cifar_seed0.json cifar_seed1.json cifar_seed2.json
 
-``--save-dir DIR`` keeps each setting's labels, flag-run store and cleanlab probabilities, which
-``benchmarks/rescore.py DIR`` re-scores with other scoring options without training again.
+``--save-dir DIR`` keeps each setting's labels, flag-run store, cleanlab probabilities and K-fold
+mode's parts, which ``benchmarks/rescore.py DIR`` re-scores with other scoring options without training
+again.
 """
 
 from __future__ import annotations
@@ -64,6 +65,7 @@ from fld_train.demo import Conv1dClassifier, MLPClassifier, load_digits_split
 from fld_train.folds import kfold_discovery
 from fld_train.metrics import auroc, correction_accuracy, precision_recall_f1
 from fld_train.noise import inject_noise
+from fld_train.sparse import SparseProbs
 from fld_train.store import softmax
 from fld_train.vision import SmallCNN, load_image_folder
 
@@ -215,8 +217,8 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
                 relabel_options: dict[str, Any] | None = None,
                 monitor: str | None = None) -> dict[str, dict[str, float]]:
     """One noise setting and seed: every method of ``methods``; with ``save``, also an ``.npz`` there
-    with the noisy labels, the noise mask, the flag run's store and cleanlab's out-of-sample
-    probabilities, so that scoring changes can be re-measured without training again.
+    with the noisy labels, the noise mask, the flag run's store, cleanlab's out-of-sample
+    probabilities and K-fold mode's parts, so that scoring changes can be re-measured without training again.
     ``relabel_options`` go to the relabel run's :class:`~fld_train.FakeLabelDiscovery`. With a
     validation set (``data.x_val``), it gets noisy labels of this setting (another noise seed) and
     every training but K-fold mode's validates on it; the ``monitor`` run watches ``monitor``.
@@ -263,7 +265,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
     if "cleanlab" in methods:
         saved["oos"] = _cleanlab_row(data, labels, seed, t_plain, plain_acc, row, val_labels)
     if "kfold" in methods:
-        _kfold_row(data, labels, seed, t_plain, plain_acc, row)
+        saved.update(_kfold_row(data, labels, seed, t_plain, plain_acc, row))
     if "baselines" in methods:
         _baseline_rows(data, labels, seed, fld, model, t_fld / t_plain, plain_acc, row)
     if save is not None:
@@ -322,8 +324,9 @@ def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, pla
 
 
 def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
-               row: Callable) -> None:
-    """fld-train's K-fold mode: 5 trainings, with training dynamics and out-of-fold kNN votes."""
+               row: Callable) -> dict[str, np.ndarray]:
+    """fld-train's K-fold mode: 5 trainings, with training dynamics and out-of-fold kNN votes; returns
+    the parts it scores (``kfold_<part>_classes`` / ``_values``, as :func:`kfold_parts` reads them)."""
     pl.seed_everything(seed, verbose=False)
     start = time.perf_counter()
     kf = kfold_discovery(lambda: make_model(data),
@@ -331,6 +334,17 @@ def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_
                          folds=5, make_trainer=partial(make_trainer, data), batch_size=data.batch_size, seed=seed)
     row("fld-train K-fold", kf.report.flagged, kf.report.scores, kf.report.suggested_labels,
         (time.perf_counter() - start) / t_plain, plain_acc)
+    parts = {"oof": kf.oof_probs, "dynamics": kf.dynamics_probs, "votes": kf.neighbour_votes}
+    return {f"kfold_{name}_{field}": getattr(probs, field) for name, probs in parts.items()
+            for field in ("classes", "values")}
+
+
+def kfold_parts(saved: Any) -> dict[str, SparseProbs] | None:
+    """K-fold mode's ``oof``, ``dynamics`` and ``votes`` parts of a saved run (``None`` if it has none)."""
+    if "kfold_oof_classes" not in saved.files:
+        return None
+    return {name: SparseProbs(saved[f"kfold_{name}_classes"], saved[f"kfold_{name}_values"])
+            for name in ("oof", "dynamics", "votes")}
 
 
 def _baseline_rows(data: Data, labels: np.ndarray, seed: int, fld: FakeLabelDiscovery,

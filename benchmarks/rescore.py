@@ -13,7 +13,9 @@ used (``k="auto"`` chooses it per seed), with cleanlab's
 
 A variant is ``default``, a :func:`~fld_train.check.run_check` option (``cluster_votes``) or
 ``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap`` is a variant
-of this script only (see :func:`_noise_rate_cap`).
+of this script only (see :func:`_noise_rate_cap`). A variant that starts with ``kfold`` re-scores K-fold
+mode's saved parts with :func:`fld_train.folds.combine_folds` and its options (``kfold``,
+``kfold+oof_weight=1``, ``kfold+oof_weight=0.75+model_weight=0.6``).
 """
 
 from __future__ import annotations
@@ -29,9 +31,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import best_other, cleanlab_verdict, flag_metrics, parse_options  # a sibling script
+from detection import best_other, cleanlab_verdict, flag_metrics, kfold_parts, parse_options  # a sibling script
 
 from fld_train.check import run_check
+from fld_train.folds import combine_folds
 from fld_train.metrics import correction_accuracy
 from fld_train.store import SampleStore
 
@@ -42,10 +45,15 @@ DEFAULT_VARIANTS = ("default", "cluster_votes", "target_precision=0.8", "target_
 def parse_variant(text: str) -> dict[str, Any]:
     """``"default"`` -> ``{}``; ``"cluster_votes"`` -> ``{"cluster_votes": True}``;
     ``"name=value"`` -> ``{"name": value}`` converted as :func:`detection.parse_options` does; several
-    joined with ``+``."""
+    joined with ``+``. ``"kfold"`` as the first part adds ``{"kfold": True}``."""
     options: dict[str, Any] = {}
-    for part in filter(None, text.split("+")):
+    for i, part in enumerate(filter(None, text.split("+"))):
         if part == "default":
+            continue
+        if part == "kfold":
+            if i:
+                raise SystemExit(f"--variants: 'kfold' must come first in {text!r}")
+            options["kfold"] = True
             continue
         name, sep, _ = part.partition("=")
         if not name.isidentifier():
@@ -84,10 +92,20 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
     def correction(flagged: np.ndarray, suggested: np.ndarray) -> float:
         return float("nan") if true is None else correction_accuracy(flagged, suggested, true)
 
-    store = load_store(saved)
+    parts = kfold_parts(saved)
+    store = None
     out = {}
     for variant in variants:
         options = parse_variant(variant)
+        if options.pop("kfold", False):
+            if parts is None:
+                raise SystemExit(f"{path}: no K-fold parts; run detection.py with --methods kfold --save-dir")
+            ev = combine_folds(labels, parts["oof"], parts["dynamics"], parts["votes"], num_classes=10, **options)
+            out[variant] = (*_row(ev.flagged, ev.scores, mask), correction(ev.flagged, ev.suggested_labels),
+                            ev.knn_k)
+            continue
+        if store is None:
+            store = load_store(saved)
         noise_cap = options.pop("noise_rate_cap", False)
         ev = run_check(store, **options)
         flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged

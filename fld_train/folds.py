@@ -5,8 +5,8 @@ default). Each of the K fits trains on K-1 folds with the callback recording tra
 predicts every sample of the held-out fold with a model that never saw it (its out-of-fold
 probabilities, as cleanlab uses) and finds its neighbours in that model's embedding space. The score
 combines, per sample, the out-of-fold probabilities, the training dynamics of the K-1 fits that
-trained on it, and the out-of-fold neighbour votes; the report also counts in how many of the K fits
-the model predicted another class than the given one (``fold_misclassified``).
+trained on it, and the out-of-fold neighbour votes (:func:`combine_folds`); the report also counts in
+how many of the K fits the model predicted another class than the given one (``fold_misclassified``).
 """
 
 from __future__ import annotations
@@ -20,13 +20,17 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from fld_train import knn, scoring
-from fld_train._validation import check_int, check_k, check_labels
+from fld_train._validation import check_float, check_int, check_k, check_labels
 from fld_train.callback import FakeLabelDiscovery
 from fld_train.capture import find_head
 from fld_train.dataset import RelabeledDataset
 from fld_train.report import LabelReport
 from fld_train.sparse import SparseProbs
 from fld_train.store import summarise_logits
+
+#: Default share of the out-of-fold probabilities in K-fold mode's model witness (see :func:`combine_folds`).
+OOF_WEIGHT = 0.5
+_OOF_HINT = "1 ranks with the out-of-fold probabilities alone, as cleanlab does."
 
 
 @dataclass(frozen=True)
@@ -39,12 +43,20 @@ class KFoldResult:
         oof_probs: out-of-fold probabilities of each sample's top classes.
         fold_misclassified: ``(N,)`` in how many of the K fits the model predicted another class
             than the given one (out-of-fold for one fit, at the end of training for the others).
+        dynamics_probs: each sample's mean softmax over the epochs of the K-1 fits that trained on it.
+        neighbour_votes: each sample's out-of-fold kNN vote (its neighbours' labels in the embedding
+            space of the fit that held it out).
+
+    The last three are the parts :func:`combine_folds` scores: pass them again with other weights to
+    re-score without training.
     """
 
     report: LabelReport
     fold_of: np.ndarray
     oof_probs: SparseProbs
     fold_misclassified: np.ndarray
+    dynamics_probs: SparseProbs
+    neighbour_votes: SparseProbs
 
 
 def stratified_folds(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
@@ -106,6 +118,8 @@ def kfold_discovery(
     top_classes: int = 10,
     head: str | None = None,
     seed: int = 0,
+    oof_weight: float = OOF_WEIGHT,
+    model_weight: float = 0.5,
 ) -> KFoldResult:
     """Find wrong labels with K fits on K folds.
 
@@ -125,11 +139,18 @@ def kfold_discovery(
         top_classes: classes per sample whose probabilities are kept.
         head: dotted name of the classifier layer, if the automatic search picks the wrong one.
         seed: seeds the fold assignment.
+        oof_weight: the out-of-fold probabilities' share of the model witness, in ``[0, 1]``; the
+            training dynamics have the rest (see :func:`combine_folds`).
+        model_weight: the model witness's share of the posterior, in ``[0, 1]``; the out-of-fold
+            kNN vote has the rest (the callback's ``model_weight``).
 
     Returns:
         A :class:`KFoldResult`.
     """
     folds = check_int("folds", folds, minimum=2, hint="K-fold mode trains K models.")
+    oof_weight = check_float("oof_weight", oof_weight, low=0.0, high=1.0,
+                             hint=_OOF_HINT)
+    model_weight = check_float("model_weight", model_weight, low=0.0, high=1.0)
     k = check_k(k)
     num_classes = check_int("num_classes", num_classes, minimum=2)
     data = dataset if isinstance(dataset, RelabeledDataset) else RelabeledDataset(dataset, num_classes=num_classes)
@@ -176,10 +197,9 @@ def kfold_discovery(
         vote_val[held, : votes.values.shape[1]] = votes.values[held]
 
     dyn_val /= np.maximum(fits, 1)[:, None]
-    model_probs = SparseProbs(np.concatenate([oof_cls, dyn_cls], axis=1),
-                              np.concatenate([0.5 * oof_val, 0.5 * dyn_val], axis=1))
-    evaluation = scoring.evaluate(
-        given, model_probs, SparseProbs(vote_cls, vote_val), num_classes=num_classes, action="flag",
+    oof, dynamics, votes = SparseProbs(oof_cls, oof_val), SparseProbs(dyn_cls, dyn_val), SparseProbs(vote_cls, vote_val)
+    evaluation = combine_folds(
+        given, oof, dynamics, votes, num_classes=num_classes, oof_weight=oof_weight, model_weight=model_weight,
         extra_signals={
             "oof_given_prob": oof_given,
             "aum_margin": margin_sum / np.maximum(fits, 1),
@@ -188,5 +208,45 @@ def kfold_discovery(
     )
     report = LabelReport.from_evaluation(evaluation, given, data.current_labels, epoch=last_epoch,
                                          reviews=data.reviews, num_classes=num_classes)
-    return KFoldResult(report=report, fold_of=fold_of, oof_probs=SparseProbs(oof_cls, oof_val),
-                       fold_misclassified=misclassified)
+    return KFoldResult(report=report, fold_of=fold_of, oof_probs=oof, fold_misclassified=misclassified,
+                       dynamics_probs=dynamics, neighbour_votes=votes)
+
+
+def combine_folds(
+    given_labels: np.ndarray,
+    oof_probs: SparseProbs,
+    dynamics_probs: SparseProbs,
+    neighbour_votes: SparseProbs,
+    *,
+    num_classes: int,
+    oof_weight: float = OOF_WEIGHT,
+    model_weight: float = 0.5,
+    extra_signals: dict[str, np.ndarray] | None = None,
+) -> scoring.Evaluation:
+    """K-fold mode's scoring: flag mode's :func:`~fld_train.scoring.evaluate` on a model witness that
+    mixes out-of-fold probabilities with in-training dynamics.
+
+    The model witness is ``oof_weight * oof_probs + (1 - oof_weight) * dynamics_probs``; the posterior
+    is ``model_weight`` times that plus ``1 - model_weight`` times the neighbour votes.
+
+    Args:
+        given_labels: ``(N,)`` the labels being judged.
+        oof_probs: out-of-fold probabilities (:attr:`KFoldResult.oof_probs`).
+        dynamics_probs: mean softmax of the fits that trained on each sample
+            (:attr:`KFoldResult.dynamics_probs`).
+        neighbour_votes: out-of-fold kNN votes (:attr:`KFoldResult.neighbour_votes`).
+        num_classes: number of classes C.
+        oof_weight: the out-of-fold probabilities' share of the model witness, in ``[0, 1]``.
+        model_weight: the model witness's share of the posterior, in ``[0, 1]``.
+        extra_signals: name -> ``(N,)`` arrays carried into the evaluation's signals.
+
+    Returns:
+        The :class:`~fld_train.scoring.Evaluation` (``action="flag"``: K-fold mode only reports).
+    """
+    oof_weight = check_float("oof_weight", oof_weight, low=0.0, high=1.0,
+                             hint=_OOF_HINT)
+    n = np.asarray(given_labels).shape[0]
+    model = oof_probs.check("oof_probs", n, num_classes).average(
+        dynamics_probs.check("dynamics_probs", n, num_classes), oof_weight)
+    return scoring.evaluate(given_labels, model, neighbour_votes, num_classes=num_classes, action="flag",
+                            model_weight=model_weight, extra_signals=extra_signals)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from fld_train._validation import check_int
+from fld_train._validation import check_float, check_int
 
 _EMPTY_KEY = np.iinfo(np.int64).max
 
@@ -59,11 +59,17 @@ class SparseProbs:
         top = np.argpartition(-arr, top_k - 1, axis=1)[:, :top_k]
         return cls(top.astype(np.int64), np.take_along_axis(arr, top, axis=1))
 
-    def average(self, other: SparseProbs) -> SparseProbs:
-        """The mean of two distributions over the same rows: both sets of pairs, values halved (a class
-        in both rows sums, as everywhere in this class)."""
+    def average(self, other: SparseProbs, weight: float = 0.5) -> SparseProbs:
+        """The weighted mean ``weight * self + (1 - weight) * other`` of two distributions over the same
+        rows: both sets of pairs, values scaled (a class in both rows sums, as everywhere in this class).
+
+        Args:
+            other: the second distribution, same rows.
+            weight: ``self``'s share, in ``[0, 1]`` (0.5: the plain mean).
+        """
+        weight = check_float("weight", weight, low=0.0, high=1.0)
         return SparseProbs(np.concatenate([self.classes, other.classes], axis=1),
-                           np.concatenate([0.5 * self.values, 0.5 * other.values], axis=1))
+                           np.concatenate([weight * self.values, (1 - weight) * other.values], axis=1))
 
     def to_dense(self, num_classes: int) -> np.ndarray:
         """``(N, C)`` float64 array (duplicate classes summed)."""

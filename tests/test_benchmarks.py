@@ -233,6 +233,11 @@ def test_rescore_reproduces_the_saved_flag_run(tmp_path, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "symmetric_0.3, mean over 1 seed(s)" in out and "| default |" in out and "| cleanlab 5-fold |" in out
     assert "| correction | k per seed |" in out
+    assert rescore.parse_variant("kfold+oof_weight=1") == {"kfold": True, "oof_weight": 1.0}
+    with pytest.raises(SystemExit, match="'kfold' must come first"):
+        rescore.parse_variant("model_weight=0.3+kfold")
+    with pytest.raises(SystemExit, match="no K-fold parts"):
+        rescore.rows_for(tmp_path / "symmetric_0.3_seed0.npz", ["kfold"])
     witnesses = _load("witnesses")
     model_clean, model_wrong, knn_clean, knn_wrong, ratio = witnesses.witness_row(tmp_path / "symmetric_0.3_seed0.npz")
     # the neighbours name a right label far more often than a wrong one; the model, 4 epochs into a
@@ -375,3 +380,21 @@ def test_a_noise_free_setting_is_its_own_clean_reference(monkeypatch, tmp_path, 
         assert saved["clean_acc"]["0"] == saved["results"]["none:0"][0]["fld-train"]["test_acc"]
         with pytest.raises(ValueError, match="`clean_acc` may be None only for a noise-free setting"):
             bench.run_setting(small, "symmetric:0.2", seed=0, clean_acc=None)
+
+
+def test_rescore_reproduces_the_saved_kfold_run(tmp_path):
+    bench = _load("detection")
+    data = bench.load_digits_data()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32)
+    rows = bench.run_setting(small, "symmetric:0.3", seed=0, clean_acc=0.9, methods=("kfold",), save=tmp_path)
+    path = tmp_path / "symmetric_0.3_seed0.npz"
+    assert "store_embeddings" not in np.load(path)  # K-fold mode alone: no flag run to keep
+    rescore = _load("rescore")
+    again = rescore.rows_for(path, ["kfold", "kfold+oof_weight=1+model_weight=1"])
+    expect = rows["fld-train K-fold"]
+    assert again["kfold"][:6] == pytest.approx(
+        (expect["precision"], expect["recall"], expect["f1"], expect["auroc"], expect["flagged_share"],
+         expect["correction"]))
+    assert again["kfold+oof_weight=1+model_weight=1"][3] != pytest.approx(expect["auroc"])
+    with pytest.raises(SystemExit, match="without a flag-run store"):
+        rescore.rows_for(path, ["default"])

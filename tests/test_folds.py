@@ -6,7 +6,7 @@ from torch.utils.data import TensorDataset
 
 from fld_train import RelabeledDataset
 from fld_train.demo import MLPClassifier, load_digits_split
-from fld_train.folds import kfold_discovery, stratified_folds
+from fld_train.folds import combine_folds, kfold_discovery, stratified_folds
 from fld_train.noise import inject_noise
 
 pytestmark = pytest.mark.filterwarnings("ignore")
@@ -50,11 +50,30 @@ def test_kfold_finds_injected_noise_with_out_of_fold_signals(monkeypatch):
     assert result.fold_misclassified[mask].mean() > 2 * result.fold_misclassified[~mask].mean()
     assert result.oof_probs.classes.shape == (600, 10)
     np.testing.assert_allclose(result.oof_probs.values.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(result.dynamics_probs.to_dense(10).sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(result.neighbour_votes.to_dense(10).sum(axis=1), 1.0, rtol=1e-6)
+
+    # the saved parts re-score to the same report; other weights move the witnesses' shares
+    parts = (result.oof_probs, result.dynamics_probs, result.neighbour_votes)
+    again = combine_folds(noisy, *parts, num_classes=10)
+    np.testing.assert_allclose(again.scores, report.scores)
+    np.testing.assert_array_equal(again.flagged, report.flagged)
+    oof_only = combine_folds(noisy, *parts, num_classes=10, oof_weight=1.0, model_weight=1.0)
+    oof = result.oof_probs.to_dense(10)
+    given = oof[np.arange(600), noisy]
+    oof[np.arange(600), noisy] = -np.inf
+    np.testing.assert_allclose(oof_only.scores, (oof.max(axis=1) - given + 1) / 2)  # cleanlab's signal alone
+    in_training = combine_folds(noisy, *parts, num_classes=10, oof_weight=0.0, model_weight=1.0)
+    assert not np.allclose(in_training.scores, oof_only.scores)
+    with pytest.raises(ValueError, match=r"`oof_weight` must be in \[0.0, 1.0\], got 1.5"):
+        combine_folds(noisy, *parts, num_classes=10, oof_weight=1.5)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
     ({"folds": 1}, "`folds` must be an int >= 2, got 1"),
     ({"folds": 4}, "`folds`=4 needs at least 8 samples; the dataset has 6"),
+    ({"oof_weight": -0.1}, r"`oof_weight` must be in \[0.0, 1.0\], got -0.1. 1 ranks with"),
+    ({"model_weight": 2}, r"`model_weight` must be in \[0.0, 1.0\], got 2"),
 ])
 def test_kfold_arguments_are_checked(kwargs, match):
     ds = TensorDataset(torch.zeros(6, 2), torch.tensor([0, 1, 0, 1, 0, 1]))

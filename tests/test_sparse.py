@@ -104,3 +104,7 @@ def test_average_of_two_distributions_equals_the_dense_mean():
     a = SparseProbs(np.array([[0, 2], [1, -1]]), np.array([[0.6, 0.4], [1.0, 0.0]]))
     b = SparseProbs(np.array([[2, -1], [1, 0]]), np.array([[1.0, 0.0], [0.5, 0.5]]))
     np.testing.assert_allclose(a.average(b).to_dense(3), 0.5 * a.to_dense(3) + 0.5 * b.to_dense(3))
+    np.testing.assert_allclose(a.average(b, 0.8).to_dense(3), 0.8 * a.to_dense(3) + 0.2 * b.to_dense(3))
+    np.testing.assert_allclose(a.average(b, 1.0).to_dense(3), a.to_dense(3))
+    with pytest.raises(ValueError, match=r"`weight` must be in \[0.0, 1.0\], got 1.2"):
+        a.average(b, 1.2)
