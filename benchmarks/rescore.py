@@ -12,8 +12,8 @@ used (``k="auto"`` chooses it per seed), with cleanlab's
     python benchmarks/rescore.py /tmp/cifar_saved --variants default "target_precision=0.9" cluster_votes
 
 A variant is ``default``, a :func:`~fld_train.check.run_check` option (``cluster_votes``) or
-``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap`` is a variant
-of this script only (see :func:`_noise_rate_cap`). A variant that starts with ``kfold`` re-scores K-fold
+``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap`` and
+``self_confidence`` are variants of this script only (see :func:`_noise_rate_cap` and :func:`_ranking`). A variant that starts with ``kfold`` re-scores K-fold
 mode's saved parts with :func:`fld_train.folds.combine_folds` and its options (``kfold``,
 ``kfold+oof_weight=1``, ``kfold+oof_weight=0.75+model_weight=0.6``).
 """
@@ -100,21 +100,31 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
         if options.pop("kfold", False):
             if parts is None:
                 raise SystemExit(f"{path}: no K-fold parts; run detection.py with --methods kfold --save-dir")
+            self_confidence = options.pop("self_confidence", False)
             ev = combine_folds(labels, parts["oof"], parts["dynamics"], parts["votes"], num_classes=10, **options)
-            out[variant] = (*_row(ev.flagged, ev.scores, mask), correction(ev.flagged, ev.suggested_labels),
-                            ev.knn_k)
+            out[variant] = (*_row(ev.flagged, _ranking(ev, self_confidence), mask),
+                            correction(ev.flagged, ev.suggested_labels), ev.knn_k)
             continue
         if store is None:
             store = load_store(saved)
         noise_cap = options.pop("noise_rate_cap", False)
+        self_confidence = options.pop("self_confidence", False)
         ev = run_check(store, **options)
         flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
-        out[variant] = (*_row(flagged, ev.scores, mask), correction(flagged, ev.suggested_labels), ev.knn_k)
+        out[variant] = (*_row(flagged, _ranking(ev, self_confidence), mask), correction(flagged, ev.suggested_labels),
+                        ev.knn_k)
     if "oos" in saved.files:
         flagged, scores = cleanlab_verdict(labels, saved["oos"])
         out["cleanlab 5-fold"] = (*_row(flagged, scores, mask), correction(flagged, best_other(saved["oos"], labels)),
                                   0)
     return out
+
+
+def _ranking(ev: Any, self_confidence: bool) -> np.ndarray:
+    """The scores AUROC ranks by: the evaluation's own (the posterior's margin), or with variant
+    ``self_confidence`` (measured, not adopted; docs/benchmarks.md) ``1 - posterior_given``, cleanlab's
+    default label-quality score on the same posterior. Flags are the evaluation's either way."""
+    return 1.0 - ev.signals["posterior_given"] if self_confidence else ev.scores
 
 
 def _noise_rate_cap(store: SampleStore, labels: np.ndarray, ev: Any) -> np.ndarray:

@@ -9,6 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from fld_train.folds import combine_folds
+from fld_train.metrics import auroc
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.filterwarnings("ignore")
 
@@ -390,11 +393,17 @@ def test_rescore_reproduces_the_saved_kfold_run(tmp_path):
     path = tmp_path / "symmetric_0.3_seed0.npz"
     assert "store_embeddings" not in np.load(path)  # K-fold mode alone: no flag run to keep
     rescore = _load("rescore")
-    again = rescore.rows_for(path, ["kfold", "kfold+oof_weight=1+model_weight=1"])
+    again = rescore.rows_for(path, ["kfold", "kfold+oof_weight=1+model_weight=1", "kfold+self_confidence"])
     expect = rows["fld-train K-fold"]
     assert again["kfold"][:6] == pytest.approx(
         (expect["precision"], expect["recall"], expect["f1"], expect["auroc"], expect["flagged_share"],
          expect["correction"]))
     assert again["kfold+oof_weight=1+model_weight=1"][3] != pytest.approx(expect["auroc"])
+    # self_confidence keeps the flags and ranks by 1 - posterior_given
+    assert again["kfold+self_confidence"][:3] == again["kfold"][:3]
+    saved = np.load(path)
+    parts = bench.kfold_parts(saved)
+    ev = combine_folds(saved["labels"], parts["oof"], parts["dynamics"], parts["votes"], num_classes=10)
+    assert again["kfold+self_confidence"][3] == pytest.approx(auroc(1 - ev.signals["posterior_given"], saved["mask"]))
     with pytest.raises(SystemExit, match="without a flag-run store"):
         rescore.rows_for(path, ["default"])
