@@ -13,9 +13,10 @@ used (``k="auto"`` chooses it per seed), with cleanlab's
 
 A variant is ``default``, a :func:`~fld_train.check.run_check` option (``cluster_votes``) or
 ``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap`` and
-``self_confidence`` are variants of this script only (see :func:`_noise_rate_cap` and :func:`_ranking`). A variant that starts with ``kfold`` re-scores K-fold
-mode's saved parts with :func:`fld_train.folds.combine_folds` and its options (``kfold``,
-``kfold+oof_weight=1``, ``kfold+oof_weight=0.75+model_weight=0.6``).
+``self_confidence`` are variants of this script only (see :func:`_noise_rate_cap` and
+:func:`_ranking`). A variant that starts with ``kfold`` re-scores K-fold mode's saved parts with
+:func:`fld_train.folds.combine_folds` and its options (``kfold``, ``kfold+oof_weight=1``,
+``kfold+oof_weight=0.75+model_weight=0.6+self_confidence``).
 """
 
 from __future__ import annotations
@@ -97,10 +98,10 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
     out = {}
     for variant in variants:
         options = parse_variant(variant)
+        self_confidence = options.pop("self_confidence", False)
         if options.pop("kfold", False):
             if parts is None:
                 raise SystemExit(f"{path}: no K-fold parts; run detection.py with --methods kfold --save-dir")
-            self_confidence = options.pop("self_confidence", False)
             ev = combine_folds(labels, parts["oof"], parts["dynamics"], parts["votes"], num_classes=10, **options)
             out[variant] = (*_row(ev.flagged, _ranking(ev, self_confidence), mask),
                             correction(ev.flagged, ev.suggested_labels), ev.knn_k)
@@ -108,7 +109,6 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
         if store is None:
             store = load_store(saved)
         noise_cap = options.pop("noise_rate_cap", False)
-        self_confidence = options.pop("self_confidence", False)
         ev = run_check(store, **options)
         flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
         out[variant] = (*_row(flagged, _ranking(ev, self_confidence), mask), correction(flagged, ev.suggested_labels),

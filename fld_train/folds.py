@@ -256,7 +256,13 @@ def combine_folds(
     oof_weight = check_float("oof_weight", oof_weight, low=0.0, high=1.0, hint=_OOF_HINT)
     num_classes = check_int("num_classes", num_classes, minimum=2)
     n = check_labels("given_labels", given_labels, num_classes=num_classes).size
-    model = oof_probs.check("oof_probs", n, num_classes).average(
-        dynamics_probs.check("dynamics_probs", n, num_classes), oof_weight)
-    return scoring.evaluate(given_labels, model, neighbour_votes, num_classes=num_classes, action="flag",
-                            model_weight=model_weight, extra_signals=extra_signals)
+    oof, dynamics, votes = (_check_part(name, part, n, num_classes) for name, part in (
+        ("oof_probs", oof_probs), ("dynamics_probs", dynamics_probs), ("neighbour_votes", neighbour_votes)))
+    return scoring.evaluate(given_labels, oof.average(dynamics, oof_weight), votes, num_classes=num_classes,
+                            action="flag", model_weight=model_weight, extra_signals=extra_signals)
+
+
+def _check_part(name: str, part: object, n: int, num_classes: int) -> SparseProbs:
+    if not isinstance(part, SparseProbs):
+        raise TypeError(f"`{name}` must be a SparseProbs (a KFoldResult attribute), got {type(part).__name__}.")
+    return part.check(name, n, num_classes)

@@ -71,6 +71,8 @@ def test_kfold_finds_injected_noise_with_out_of_fold_signals(monkeypatch):
     short = SparseProbs(result.dynamics_probs.classes[:599], result.dynamics_probs.values[:599])
     with pytest.raises(ValueError, match="`dynamics_probs` has 599 rows, expected 600"):
         combine_folds(noisy, result.oof_probs, short, result.neighbour_votes, num_classes=10)
+    with pytest.raises(TypeError, match="`neighbour_votes` must be a SparseProbs"):
+        combine_folds(noisy, result.oof_probs, result.dynamics_probs, np.zeros((600, 10)), num_classes=10)
 
 
 @pytest.mark.parametrize(("kwargs", "match"), [
