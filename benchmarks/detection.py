@@ -323,6 +323,10 @@ def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, pla
     return oos
 
 
+#: K-fold mode's saved parts: name in the ``.npz`` -> :class:`~fld_train.folds.KFoldResult` attribute.
+KFOLD_PARTS = {"oof": "oof_probs", "dynamics": "dynamics_probs", "votes": "neighbour_votes"}
+
+
 def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
                row: Callable) -> dict[str, np.ndarray]:
     """fld-train's K-fold mode: 5 trainings, with training dynamics and out-of-fold kNN votes; returns
@@ -334,17 +338,15 @@ def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_
                          folds=5, make_trainer=partial(make_trainer, data), batch_size=data.batch_size, seed=seed)
     row("fld-train K-fold", kf.report.flagged, kf.report.scores, kf.report.suggested_labels,
         (time.perf_counter() - start) / t_plain, plain_acc)
-    parts = {"oof": kf.oof_probs, "dynamics": kf.dynamics_probs, "votes": kf.neighbour_votes}
-    return {f"kfold_{name}_{field}": getattr(probs, field) for name, probs in parts.items()
-            for field in ("classes", "values")}
+    return {f"kfold_{name}_{field}": getattr(getattr(kf, attribute), field)
+            for name, attribute in KFOLD_PARTS.items() for field in ("classes", "values")}
 
 
 def kfold_parts(saved: Any) -> dict[str, SparseProbs] | None:
     """K-fold mode's ``oof``, ``dynamics`` and ``votes`` parts of a saved run (``None`` if it has none)."""
     if "kfold_oof_classes" not in saved.files:
         return None
-    return {name: SparseProbs(saved[f"kfold_{name}_classes"], saved[f"kfold_{name}_values"])
-            for name in ("oof", "dynamics", "votes")}
+    return {name: SparseProbs(saved[f"kfold_{name}_classes"], saved[f"kfold_{name}_values"]) for name in KFOLD_PARTS}
 
 
 def _baseline_rows(data: Data, labels: np.ndarray, seed: int, fld: FakeLabelDiscovery,

@@ -103,14 +103,13 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
             if parts is None:
                 raise SystemExit(f"{path}: no K-fold parts; run detection.py with --methods kfold --save-dir")
             ev = combine_folds(labels, parts["oof"], parts["dynamics"], parts["votes"], num_classes=10, **options)
-            out[variant] = (*_row(ev.flagged, _ranking(ev, self_confidence), mask),
-                            correction(ev.flagged, ev.suggested_labels), ev.knn_k)
-            continue
-        if store is None:
-            store = load_store(saved)
-        noise_cap = options.pop("noise_rate_cap", False)
-        ev = run_check(store, **options)
-        flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
+            flagged = ev.flagged
+        else:
+            if store is None:
+                store = load_store(saved)
+            noise_cap = options.pop("noise_rate_cap", False)
+            ev = run_check(store, **options)
+            flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
         out[variant] = (*_row(flagged, _ranking(ev, self_confidence), mask), correction(flagged, ev.suggested_labels),
                         ev.knn_k)
     if "oos" in saved.files:

@@ -63,7 +63,7 @@ def test_kfold_finds_injected_noise_with_out_of_fold_signals(monkeypatch):
     oof = result.oof_probs.to_dense(10)
     given = oof[np.arange(600), noisy]
     oof[np.arange(600), noisy] = -np.inf
-    np.testing.assert_allclose(oof_only.scores, (oof.max(axis=1) - given + 1) / 2)  # cleanlab's signal alone
+    np.testing.assert_allclose(oof_only.scores, (oof.max(axis=1) - given + 1) / 2)  # the out-of-fold margin alone
     in_training = combine_folds(noisy, *parts, num_classes=10, oof_weight=0.0, model_weight=1.0)
     assert not np.allclose(in_training.scores, oof_only.scores)
     with pytest.raises(ValueError, match=r"`oof_weight` must be in \[0.0, 1.0\], got 1.5"):
