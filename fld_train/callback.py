@@ -169,7 +169,7 @@ class FakeLabelDiscovery(Callback):
         store_dir: str | os.PathLike[str] | None = None,
         target_precision: float | None = None,
         cluster_votes: bool = False,
-        model_weight: float = 0.5,
+        model_weight: float = scoring.MODEL_WEIGHT,
         uncertain_action: str = "review",
         monitor: str | None = None,
         mode: str = "min",

@@ -30,7 +30,7 @@ def run_check(
     target_precision: float | None = None,
     uncertain_action: str = "review",
     cluster_votes: bool = False,
-    model_weight: float = 0.5,
+    model_weight: float = scoring.MODEL_WEIGHT,
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.
 

@@ -129,7 +129,7 @@ def kfold_discovery(
     head: str | None = None,
     seed: int = 0,
     oof_weight: float = OOF_WEIGHT,
-    model_weight: float = 0.5,
+    model_weight: float = scoring.MODEL_WEIGHT,
 ) -> KFoldResult:
     """Find wrong labels with K fits on K folds.
 
@@ -230,7 +230,7 @@ def combine_folds(
     *,
     num_classes: int,
     oof_weight: float = OOF_WEIGHT,
-    model_weight: float = 0.5,
+    model_weight: float = scoring.MODEL_WEIGHT,
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> scoring.Evaluation:
     """K-fold mode's scoring: flag mode's :func:`~fld_train.scoring.evaluate` on a model witness that

@@ -38,6 +38,9 @@ from fld_train._validation import check_choice, check_float, check_int, check_la
 from fld_train.sparse import Segments, SparseProbs
 
 ACTIONS = ("flag", "relabel", "downweight")
+#: Default weight of the training dynamics (the model's mean softmax) in the combined posterior; the
+#: neighbourhood vote gets the rest (docs/benchmarks.md, "Weighting the two witnesses").
+MODEL_WEIGHT = 0.5
 #: What ``action="relabel"`` does with a flagged sample it does not relabel.
 UNCERTAIN_ACTIONS = ("review", "downweight")
 
@@ -181,7 +184,7 @@ def evaluate(
     num_classes: int | None = None,
     seen: np.ndarray | None = None,
     action: str = "flag",
-    model_weight: float = 0.5,
+    model_weight: float = MODEL_WEIGHT,
     current_labels: np.ndarray | None = None,
     learned_at_first_sight: np.ndarray | None = None,
     max_change_fraction: float = 1.0,
