@@ -42,6 +42,8 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
+import platform
 import statistics
 import time
 import warnings
@@ -520,13 +522,32 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {}
-    for name in ("torch", "lightning", "numpy", "faiss-cpu", "faiss-gpu-cu12", "scikit-learn", "cleanlab",
-                 "mnist1d"):
+    for name in ("torch", "lightning", "numpy", "scipy", "faiss-cpu", "faiss-gpu-cu12", "scikit-learn",
+                 "cleanlab", "mnist1d"):
         try:
             out[name] = version(name)
         except PackageNotFoundError:
             continue
     return out
+
+
+def machine_facts() -> dict[str, str]:
+    """What a run's numbers depend on beside the packages: the instruction set torch's CPU kernels
+    dispatch to (``ATEN_CPU_CAPABILITY`` overrides it) and the processor. The same seed trains to a
+    different model under another one: floating-point sums round differently, and training amplifies
+    that (docs/benchmarks.md, "Reproducibility")."""
+    model = next((line.split(":", 1)[1].strip() for line in _read_lines("/proc/cpuinfo")
+                  if line.startswith("model name")), platform.processor())
+    return {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "processor": model,
+            "cpu_count": str(os.cpu_count()), "machine": platform.machine()}
+
+
+def _read_lines(path: str) -> list[str]:
+    try:
+        with open(path) as fh:
+            return fh.readlines()
+    except OSError:
+        return []
 
 
 def parse_options(pairs: list[str]) -> dict[str, Any]:
@@ -607,6 +628,7 @@ def main() -> None:
             with open(args.json, "w") as fh:
                 json.dump({"dataset": args.dataset, "model": data.model, "epochs": data.epochs, "lr": data.lr,
                            "batch_size": data.batch_size, "monitor": args.monitor, "versions": package_versions(),
+                           "machine": machine_facts(),
                            "relabel_options": relabel_options, "clean_acc": clean, "results": everything},
                           fh, indent=1)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from fld_train.folds import combine_folds
 from fld_train.metrics import auroc
@@ -311,6 +312,9 @@ def test_package_versions_name_what_the_numbers_depend_on():
     versions = _load("detection").package_versions()
     assert {"torch", "lightning", "numpy", "scikit-learn"} <= set(versions)
     assert all(isinstance(v, str) and v for v in versions.values())
+    facts = _load("detection").machine_facts()
+    assert set(facts) == {"cpu_capability", "processor", "cpu_count", "machine"}
+    assert facts["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
 
 
 def test_monitor_runs_validate_on_half_the_test_set_with_noisy_labels(tmp_path, capsys):
