@@ -308,6 +308,41 @@ def test_check_curve_benchmark_reads_every_check():
         assert 0.0 <= row["fits"] <= 1.0 and 0.0 <= row["supported"] <= 1.0 and 0.0 <= row["f1"] <= 1.0
 
 
+def test_epoch_window_windows_average_the_epochs_they_name():
+    bench = _load("epoch_window")
+    probs = np.random.default_rng(0).dirichlet(np.ones(3), size=(8, 5))  # 8 epochs, 5 samples, 3 classes
+    out = bench.windows(probs)
+    np.testing.assert_allclose(out["all"], probs.mean(axis=0))
+    np.testing.assert_allclose(out["from 50%"], probs[4:].mean(axis=0))
+    np.testing.assert_allclose(out["from 75%"], probs[6:].mean(axis=0))
+    np.testing.assert_array_equal(out["last"], probs[-1])
+    ema = probs[0]
+    for epoch in probs[1:]:
+        ema = 0.7 * ema + 0.3 * epoch
+    np.testing.assert_allclose(out["ema 0.3"], ema)
+
+
+def test_epoch_window_all_epochs_reproduce_the_report(monkeypatch):
+    bench = _load("epoch_window")
+    data = _load("detection").load_digits_data()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32)
+    reports = []
+    real_discovery = bench.discovery
+
+    def keep(**options):
+        fld = real_discovery(**options)
+        reports.append(fld)
+        return fld
+
+    monkeypatch.setattr(bench, "discovery", keep)
+    rows = bench.window_rows(small, "symmetric:0.3", seed=0)
+    report = reports[0].report()
+    detection = _load("detection")
+    _, mask = detection.noisy_labels(small, "symmetric:0.3", 0)
+    assert rows["all"] == pytest.approx(detection.flag_metrics(report.flagged, report.scores, mask))
+    assert rows["last"] != rows["all"]  # four epochs of a learning model differ
+
+
 def test_package_versions_name_what_the_numbers_depend_on():
     versions = _load("detection").package_versions()
     assert {"torch", "lightning", "numpy", "scikit-learn"} <= set(versions)
