@@ -12,9 +12,9 @@ used (``k="auto"`` chooses it per seed), with cleanlab's
     python benchmarks/rescore.py /tmp/cifar_saved --variants default "target_precision=0.9" cluster_votes
 
 A variant is ``default``, a :func:`~fld_train.check.run_check` option (``cluster_votes``) or
-``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap`` and
-``self_confidence`` are variants of this script only (see :func:`_noise_rate_cap` and
-:func:`_ranking`). A variant that starts with ``kfold`` re-scores K-fold mode's saved parts with
+``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap``,
+``self_confidence`` and ``rank_by=SIGNAL`` are variants of this script only (see
+:func:`_noise_rate_cap` and :func:`_ranking`). A variant that starts with ``kfold`` re-scores K-fold mode's saved parts with
 :func:`fld_train.folds.combine_folds` and its options (``kfold``, ``kfold+oof_weight=1``,
 ``kfold+oof_weight=0.75+model_weight=0.6+self_confidence``).
 """
@@ -26,10 +26,12 @@ import re
 import statistics
 import sys
 from collections import defaultdict
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+from scipy.stats import rankdata
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection import best_other, cleanlab_verdict, flag_metrics, kfold_parts, parse_options  # a sibling script
@@ -98,7 +100,9 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
     out = {}
     for variant in variants:
         options = parse_variant(variant)
-        self_confidence = options.pop("self_confidence", False)
+        rank_by = "posterior_given" if options.pop("self_confidence", False) else options.pop("rank_by", None)
+        if rank_by is not None and rank_by not in RANKINGS:
+            raise SystemExit(f"--variants: rank_by={rank_by!r}; choose from {sorted(RANKINGS)}")
         if options.pop("kfold", False):
             if parts is None:
                 raise SystemExit(f"{path}: no K-fold parts; run detection.py with --methods kfold --save-dir")
@@ -110,7 +114,7 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
             noise_cap = options.pop("noise_rate_cap", False)
             ev = run_check(store, **options)
             flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
-        out[variant] = (*_row(flagged, _ranking(ev, self_confidence), mask), correction(flagged, ev.suggested_labels),
+        out[variant] = (*_row(flagged, _ranking(ev, rank_by), mask), correction(flagged, ev.suggested_labels),
                         ev.knn_k)
     if "oos" in saved.files:
         flagged, scores = cleanlab_verdict(labels, saved["oos"])
@@ -119,11 +123,45 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
     return out
 
 
-def _ranking(ev: Any, self_confidence: bool) -> np.ndarray:
+def _ranking(ev: Any, rank_by: str | None) -> np.ndarray:
     """The scores AUROC ranks by: the evaluation's own (the posterior's margin), or with variant
-    ``self_confidence`` (measured, not adopted; docs/benchmarks.md) ``1 - posterior_given``, cleanlab's
-    default label-quality score on the same posterior. Flags are the evaluation's either way."""
-    return 1.0 - ev.signals["posterior_given"] if self_confidence else ev.scores
+    ``rank_by=SIGNAL`` one of :data:`RANKINGS` (``self_confidence`` is ``rank_by=posterior_given``,
+    cleanlab's default label-quality score on the same posterior). Flags are the evaluation's either
+    way. Measured, not adopted: docs/benchmarks.md."""
+    return ev.scores if rank_by is None else RANKINGS[rank_by](ev)
+
+
+def _signal(ev: Any, name: str) -> np.ndarray:
+    if name not in ev.signals:
+        raise SystemExit(f"--variants: rank_by needs the signal {name!r}, which this evaluation lacks "
+                         f"(it has {sorted(ev.signals)})")
+    return ev.signals[name]
+
+
+def _never_last(epochs: np.ndarray) -> np.ndarray:
+    """First-learned epochs, with never learned (-1) after the latest."""
+    return np.where(epochs < 0, epochs.max() + 1, epochs)
+
+
+def _rank_average(ev: Any) -> np.ndarray:
+    """Mean percentile rank of the score and the three training-dynamics signals, each oriented so
+    that higher means more likely wrong (an unsupervised ensemble: no signal is weighted by the noise)."""
+    signals = [ev.scores, -_signal(ev, "aum_margin"), _never_last(_signal(ev, "first_learned_epoch")),
+               _signal(ev, "forgetting_events")]
+    return np.mean([rankdata(x) / x.size for x in signals], axis=0)
+
+
+#: Variant ``rank_by=NAME``: each signal of the report, oriented so that a higher value means a label
+#: more likely wrong, and ``rank_average`` (:func:`_rank_average`).
+RANKINGS: dict[str, Callable[[Any], np.ndarray]] = {
+    "posterior_given": lambda ev: 1.0 - _signal(ev, "posterior_given"),
+    "model_given_prob": lambda ev: 1.0 - _signal(ev, "model_given_prob"),
+    "knn_agreement": lambda ev: 1.0 - _signal(ev, "knn_agreement"),
+    "aum_margin": lambda ev: -_signal(ev, "aum_margin"),
+    "first_learned_epoch": lambda ev: _never_last(_signal(ev, "first_learned_epoch")),
+    "forgetting_events": lambda ev: _signal(ev, "forgetting_events"),
+    "rank_average": _rank_average,
+}
 
 
 def _noise_rate_cap(store: SampleStore, labels: np.ndarray, ev: Any) -> np.ndarray:

@@ -9,7 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from scipy.stats import rankdata
 
+from fld_train.check import run_check
 from fld_train.folds import combine_folds
 from fld_train.metrics import auroc
 
@@ -422,6 +424,36 @@ def test_a_noise_free_setting_is_its_own_clean_reference(monkeypatch, tmp_path, 
         assert saved["clean_acc"]["0"] == saved["results"]["none:0"][0]["fld-train"]["test_acc"]
         with pytest.raises(ValueError, match="`clean_acc` may be None only for a noise-free setting"):
             bench.run_setting(small, "symmetric:0.2", seed=0, clean_acc=None)
+
+
+def test_rescore_rank_by_keeps_the_flags_and_ranks_by_the_named_signal(tmp_path):
+    bench = _load("detection")
+    data = bench.load_digits_data()
+    small = replace(data, x=data.x[:400], y=data.y[:400], epochs=6, hidden=32)
+    bench.run_setting(small, "symmetric:0.3", seed=0, clean_acc=0.9, methods=("flag",), save=tmp_path)
+    path = tmp_path / "symmetric_0.3_seed0.npz"
+    rescore = _load("rescore")
+    names = ["rank_by=aum_margin", "rank_by=first_learned_epoch", "rank_by=forgetting_events",
+             "rank_by=rank_average", "self_confidence", "rank_by=posterior_given"]
+    again = rescore.rows_for(path, ["default", *names])
+    for name in names:
+        assert again[name][:3] == again["default"][:3]  # same flags: precision, recall, F1
+    assert again["self_confidence"][3] == again["rank_by=posterior_given"][3]
+    saved = np.load(path)
+    ev = run_check(rescore.load_store(saved))
+    mask = saved["mask"]
+    assert again["rank_by=aum_margin"][3] == pytest.approx(auroc(-ev.signals["aum_margin"], mask))
+    learned = ev.signals["first_learned_epoch"]
+    assert (learned < 0).any()  # some labels were never fit in six epochs: they rank as the latest
+    latest = np.where(learned < 0, learned.max() + 1, learned)
+    assert again["rank_by=first_learned_epoch"][3] == pytest.approx(auroc(latest, mask))
+    # the ensemble: mean percentile rank of the score, -AUM, the first-learned epoch and the forgetting events
+    signals = (ev.scores, -ev.signals["aum_margin"], latest, ev.signals["forgetting_events"])
+    ensemble = np.mean([rankdata(x) / x.size for x in signals], axis=0)
+    assert again["rank_by=rank_average"][3] == pytest.approx(auroc(ensemble, mask))
+    assert again["rank_by=rank_average"][3] != again["default"][3]
+    with pytest.raises(SystemExit, match="rank_by='margin'; choose from"):
+        rescore.rows_for(path, ["rank_by=margin"])
 
 
 def test_rescore_reproduces_the_saved_kfold_run(tmp_path):
