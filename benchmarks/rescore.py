@@ -13,8 +13,8 @@ used (``k="auto"`` chooses it per seed), with cleanlab's
 
 A variant is ``default``, a :func:`~fld_train.check.run_check` option (``cluster_votes``) or
 ``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap``,
-``self_confidence`` and ``rank_by=SIGNAL`` are variants of this script only (see
-:func:`_noise_rate_cap` and :func:`_ranking`). A variant that starts with ``kfold`` re-scores K-fold mode's saved parts with
+``self_confidence``, ``rank_by=SIGNAL`` and ``rank_by=noise_model`` are variants of this script only
+(see :func:`_noise_rate_cap`, :func:`_ranking` and :func:`noise_model_wrong_prob`). A variant that starts with ``kfold`` re-scores K-fold mode's saved parts with
 :func:`fld_train.folds.combine_folds` and its options (``kfold``, ``kfold+oof_weight=1``,
 ``kfold+oof_weight=0.75+model_weight=0.6+self_confidence``).
 """
@@ -101,8 +101,8 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
     for variant in variants:
         options = parse_variant(variant)
         rank_by = "posterior_given" if options.pop("self_confidence", False) else options.pop("rank_by", None)
-        if rank_by is not None and rank_by not in RANKINGS:
-            raise SystemExit(f"--variants: rank_by={rank_by!r}; choose from {sorted(RANKINGS)}")
+        if rank_by is not None and rank_by not in (*RANKINGS, "noise_model"):
+            raise SystemExit(f"--variants: rank_by={rank_by!r}; choose from {sorted([*RANKINGS, 'noise_model'])}")
         if options.pop("kfold", False):
             if parts is None:
                 raise SystemExit(f"{path}: no K-fold parts; run detection.py with --methods kfold --save-dir")
@@ -114,7 +114,13 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
             noise_cap = options.pop("noise_rate_cap", False)
             ev = run_check(store, **options)
             flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
-        out[variant] = (*_row(flagged, _ranking(ev, rank_by), mask), correction(flagged, ev.suggested_labels),
+        if rank_by == "noise_model":
+            if store is None:
+                raise SystemExit("--variants: rank_by=noise_model needs the flag run's store, not K-fold parts")
+            ranking = noise_model_wrong_prob(_posterior(store, labels), labels)
+        else:
+            ranking = _ranking(ev, rank_by)
+        out[variant] = (*_row(flagged, ranking, mask), correction(flagged, ev.suggested_labels),
                         ev.knn_k)
     if "oos" in saved.files:
         flagged, scores = cleanlab_verdict(labels, saved["oos"])
@@ -162,6 +168,49 @@ RANKINGS: dict[str, Callable[[Any], np.ndarray]] = {
     "forgetting_events": lambda ev: _signal(ev, "forgetting_events"),
     "rank_average": _rank_average,
 }
+
+
+def _posterior(store: SampleStore, labels: np.ndarray) -> np.ndarray:
+    """``(N, C)`` the default check's combined posterior, dense: half the model's mean softmax, half
+    the vote of the neighbours :func:`fld_train.knn.auto_neighbours` finds (deterministic, so the
+    check's own)."""
+    from fld_train import knn
+
+    c = store.num_classes
+    votes = knn.neighbour_labels(knn.auto_neighbours(store.embeddings, labels, c), labels, c)
+    return 0.5 * store.model_probs().to_dense(c) + 0.5 * votes.to_dense(c)
+
+
+def noise_model_wrong_prob(q: np.ndarray, labels: np.ndarray, pseudo_count: float = 1.0) -> np.ndarray:
+    """Variant ``rank_by=noise_model`` (measured, not adopted; docs/benchmarks.md): the probability
+    that each given label is wrong under a class-conditional noise model estimated from the data.
+
+    Confident learning's calibrated confident joint ``N[y, j]`` (given ``y``, confidently in ``j``)
+    estimates how often a sample of true class ``j`` carries label ``y``:
+    ``P(y | j) = (N[y, j] + a) / sum_y' (N[y', j] + a)`` with pseudo-count ``a``. With the posterior
+    ``q`` as the true class's distribution, Bayes' rule gives
+    ``P(label right) = q_y P(y | y) / sum_j q_j P(y | j)``; this returns ``1 -`` that.
+
+    Args:
+        q: ``(N, C)`` posterior.
+        labels: ``(N,)`` given labels.
+        pseudo_count: ``a``, added to every cell of the joint.
+
+    Returns:
+        ``(N,)`` in ``[0, 1]``.
+    """
+    n, c = q.shape
+    rows = np.arange(n)
+    thresholds = np.array([q[labels == j, j].mean() if np.any(labels == j) else np.inf for j in range(c)])
+    confident = np.where(q >= thresholds[None, :] - 1e-9, q, -np.inf)
+    has = np.isfinite(confident).any(axis=1)
+    joint = np.zeros((c, c))
+    np.add.at(joint, (labels[has], confident.argmax(axis=1)[has]), 1)
+    counts = np.bincount(labels, minlength=c)
+    joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * counts[:, None] + pseudo_count
+    given_if_true = joint / joint.sum(axis=0, keepdims=True)  # [y, j] = P(given y | true j)
+    likelihood = q * given_if_true[labels]
+    return 1.0 - likelihood[rows, labels] / np.maximum(likelihood.sum(axis=1), 1e-12)
 
 
 def _noise_rate_cap(store: SampleStore, labels: np.ndarray, ev: Any) -> np.ndarray:

@@ -454,6 +454,29 @@ def test_rescore_rank_by_keeps_the_flags_and_ranks_by_the_named_signal(tmp_path)
     assert again["rank_by=rank_average"][3] != again["default"][3]
     with pytest.raises(SystemExit, match="rank_by='margin'; choose from"):
         rescore.rows_for(path, ["rank_by=margin"])
+    noise_model = rescore.rows_for(path, ["rank_by=noise_model"])["rank_by=noise_model"]
+    assert noise_model[:3] == again["default"][:3] and 0.0 <= noise_model[3] <= 1.0
+
+
+def test_noise_model_wrong_prob_follows_the_estimated_flips():
+    rescore = _load("rescore")
+    rng = np.random.default_rng(0)
+    true = np.repeat(np.arange(3), 200)
+    q = np.full((600, 3), 0.1)
+    q[np.arange(600), true] = 0.8
+    q = q + rng.uniform(0, 0.05, q.shape)
+    q /= q.sum(axis=1, keepdims=True)
+    labels = true.copy()
+    flipped = (true == 0) & (rng.random(600) < 0.3)
+    labels[flipped] = 1  # class 0 is flipped to 1, never the other way
+    p_wrong = rescore.noise_model_wrong_prob(q, labels)
+    assert p_wrong.shape == (600,) and np.all((0 <= p_wrong) & (p_wrong <= 1))
+    assert auroc(p_wrong, flipped) > 0.99
+    # two samples labelled 1 with the same given-label probability and the same runner-up share: the
+    # one whose runner-up is class 0, the source of the flips, is more likely wrong
+    pair = np.array([[0.6, 0.4, 0.0], [0.0, 0.4, 0.6]])
+    both = rescore.noise_model_wrong_prob(np.vstack([q, pair]), np.r_[labels, 1, 1])[-2:]
+    assert both[0] > both[1] + 0.2
 
 
 def test_rescore_reproduces_the_saved_kfold_run(tmp_path):
