@@ -171,14 +171,15 @@ RANKINGS: dict[str, Callable[[Any], np.ndarray]] = {
 
 
 def _posterior(store: SampleStore, labels: np.ndarray) -> np.ndarray:
-    """``(N, C)`` the default check's combined posterior, dense: half the model's mean softmax, half
-    the vote of the neighbours :func:`fld_train.knn.auto_neighbours` finds (deterministic, so the
-    check's own)."""
-    from fld_train import knn
+    """``(N, C)`` the default check's combined posterior, dense: the model's mean softmax and the vote
+    of the neighbours :func:`fld_train.knn.auto_neighbours` finds (deterministic, so the check's own),
+    weighted as the default check weighs them."""
+    from fld_train import knn, scoring
 
     c = store.num_classes
     votes = knn.neighbour_labels(knn.auto_neighbours(store.embeddings, labels, c), labels, c)
-    return 0.5 * store.model_probs().to_dense(c) + 0.5 * votes.to_dense(c)
+    w = scoring.MODEL_WEIGHT
+    return w * store.model_probs().to_dense(c) + (1.0 - w) * votes.to_dense(c)
 
 
 def noise_model_wrong_prob(q: np.ndarray, labels: np.ndarray, pseudo_count: float = 1.0) -> np.ndarray:
