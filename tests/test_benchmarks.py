@@ -454,6 +454,9 @@ def test_rescore_rank_by_keeps_the_flags_and_ranks_by_the_named_signal(tmp_path)
     assert again["rank_by=rank_average"][3] != again["default"][3]
     with pytest.raises(SystemExit, match="rank_by='margin'; choose from"):
         rescore.rows_for(path, ["rank_by=margin"])
+    labels = saved["labels"]
+    posterior = rescore._posterior(rescore.load_store(saved), labels)  # the check's own posterior
+    np.testing.assert_allclose(posterior[np.arange(labels.size), labels], ev.signals["posterior_given"], atol=1e-9)
     noise_model = rescore.rows_for(path, ["rank_by=noise_model"])["rank_by=noise_model"]
     assert noise_model[:3] == again["default"][:3] and 0.0 <= noise_model[3] <= 1.0
 
