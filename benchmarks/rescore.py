@@ -14,8 +14,9 @@ used (``k="auto"`` chooses it per seed), with cleanlab's
 A variant is ``default``, a :func:`~fld_train.check.run_check` option (``cluster_votes``) or
 ``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap``,
 ``self_confidence``, ``rank_by=SIGNAL`` and ``rank_by=noise_model`` are variants of this script only
-(see :func:`_noise_rate_cap`, :func:`_ranking` and :func:`noise_model_wrong_prob`). A variant that starts with ``kfold`` re-scores K-fold mode's saved parts with
-:func:`fld_train.folds.combine_folds` and its options (``kfold``, ``kfold+oof_weight=1``,
+(see :func:`_noise_rate_cap`, :func:`_ranking` and :func:`noise_model_wrong_prob`). A variant that
+starts with ``kfold`` re-scores K-fold mode's saved parts with :func:`fld_train.folds.combine_folds`
+and its options (``kfold``, ``kfold+oof_weight=1``,
 ``kfold+oof_weight=0.75+model_weight=0.6+self_confidence``).
 """
 
@@ -36,6 +37,7 @@ from scipy.stats import rankdata
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection import best_other, cleanlab_verdict, flag_metrics, kfold_parts, parse_options  # a sibling script
 
+from fld_train import knn, scoring
 from fld_train.check import run_check
 from fld_train.folds import combine_folds
 from fld_train.metrics import correction_accuracy
@@ -103,7 +105,10 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
         rank_by = "posterior_given" if options.pop("self_confidence", False) else options.pop("rank_by", None)
         if rank_by is not None and rank_by not in (*RANKINGS, "noise_model"):
             raise SystemExit(f"--variants: rank_by={rank_by!r}; choose from {sorted([*RANKINGS, 'noise_model'])}")
-        if options.pop("kfold", False):
+        kfold = options.pop("kfold", False)
+        if kfold and rank_by == "noise_model":
+            raise SystemExit(f"--variants: {variant!r}: rank_by=noise_model needs the flag run's store, not K-fold parts")
+        if kfold:
             if parts is None:
                 raise SystemExit(f"{path}: no K-fold parts; run detection.py with --methods kfold --save-dir")
             ev = combine_folds(labels, parts["oof"], parts["dynamics"], parts["votes"], num_classes=10, **options)
@@ -115,8 +120,6 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
             ev = run_check(store, **options)
             flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
         if rank_by == "noise_model":
-            if store is None:
-                raise SystemExit("--variants: rank_by=noise_model needs the flag run's store, not K-fold parts")
             ranking = noise_model_wrong_prob(_posterior(store, labels), labels)
         else:
             ranking = _ranking(ev, rank_by)
@@ -174,20 +177,34 @@ def _posterior(store: SampleStore, labels: np.ndarray) -> np.ndarray:
     """``(N, C)`` the default check's combined posterior, dense: the model's mean softmax and the vote
     of the neighbours :func:`fld_train.knn.auto_neighbours` finds (deterministic, so the check's own),
     weighted as the default check weighs them."""
-    from fld_train import knn, scoring
-
     c = store.num_classes
     votes = knn.neighbour_labels(knn.auto_neighbours(store.embeddings, labels, c), labels, c)
     w = scoring.MODEL_WEIGHT
     return w * store.model_probs().to_dense(c) + (1.0 - w) * votes.to_dense(c)
 
 
+def calibrated_confident_joint(q: np.ndarray, labels: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
+    """Confident learning's calibrated confident joint of the posterior ``q`` ``(N, C)``: ``[y, j]``
+    counts the samples labelled ``y`` whose most probable class among those they reach the threshold
+    of (the class's mean posterior over its labelled ``seen`` samples) is ``j``, each row rescaled to
+    the number of samples labelled ``y``."""
+    n, c = q.shape
+    seen = np.ones(n, dtype=bool) if seen is None else seen
+    thresholds = scoring.per_class_thresholds(q[np.arange(n), labels], labels, seen, c)
+    confident = np.where(q >= thresholds[None, :] - 1e-9, q, -np.inf)
+    has = np.isfinite(confident).any(axis=1)
+    joint = np.zeros((c, c))
+    np.add.at(joint, (labels[has], confident.argmax(axis=1)[has]), 1)
+    counts = np.bincount(labels, minlength=c)
+    return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * counts[:, None]
+
+
 def noise_model_wrong_prob(q: np.ndarray, labels: np.ndarray, pseudo_count: float = 1.0) -> np.ndarray:
     """Variant ``rank_by=noise_model`` (measured, not adopted; docs/benchmarks.md): the probability
     that each given label is wrong under a class-conditional noise model estimated from the data.
 
-    Confident learning's calibrated confident joint ``N[y, j]`` (given ``y``, confidently in ``j``)
-    estimates how often a sample of true class ``j`` carries label ``y``:
+    The calibrated confident joint ``N[y, j]`` (:func:`calibrated_confident_joint`) estimates how
+    often a sample of true class ``j`` carries label ``y``:
     ``P(y | j) = (N[y, j] + a) / sum_y' (N[y', j] + a)`` with pseudo-count ``a``. With the posterior
     ``q`` as the true class's distribution, Bayes' rule gives
     ``P(label right) = q_y P(y | y) / sum_j q_j P(y | j)``; this returns ``1 -`` that.
@@ -200,36 +217,20 @@ def noise_model_wrong_prob(q: np.ndarray, labels: np.ndarray, pseudo_count: floa
     Returns:
         ``(N,)`` in ``[0, 1]``.
     """
-    n, c = q.shape
-    rows = np.arange(n)
-    thresholds = np.array([q[labels == j, j].mean() if np.any(labels == j) else np.inf for j in range(c)])
-    confident = np.where(q >= thresholds[None, :] - 1e-9, q, -np.inf)
-    has = np.isfinite(confident).any(axis=1)
-    joint = np.zeros((c, c))
-    np.add.at(joint, (labels[has], confident.argmax(axis=1)[has]), 1)
-    counts = np.bincount(labels, minlength=c)
-    joint = joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * counts[:, None] + pseudo_count
+    joint = calibrated_confident_joint(q, labels) + pseudo_count
     given_if_true = joint / joint.sum(axis=0, keepdims=True)  # [y, j] = P(given y | true j)
     likelihood = q * given_if_true[labels]
-    return 1.0 - likelihood[rows, labels] / np.maximum(likelihood.sum(axis=1), 1e-12)
+    return 1.0 - likelihood[np.arange(labels.size), labels] / np.maximum(likelihood.sum(axis=1), 1e-12)
 
 
 def _noise_rate_cap(store: SampleStore, labels: np.ndarray, ev: Any) -> np.ndarray:
     """Variant ``noise_rate_cap`` (measured, not adopted; docs/benchmarks.md): keep, per given class,
     only as many flags as confident learning's calibrated confident joint of the posterior estimates
     wrong labels in that class, highest scores first."""
-    from fld_train import knn, scoring
-
     c = store.num_classes
     dist = knn.neighbour_label_distribution(knn.search(store.embeddings, k=10), labels, c)
     q = 0.5 * store.model_probs().to_dense(c) + 0.5 * dist
-    t = scoring.per_class_thresholds(q[np.arange(labels.size), labels], labels, store.seen, c)
-    confident = np.where(q >= t[None, :] - 1e-9, q, -np.inf)
-    has = np.isfinite(confident).any(axis=1)
-    joint = np.zeros((c, c))
-    np.add.at(joint, (labels[has], confident.argmax(axis=1)[has]), 1)
-    counts = np.bincount(labels, minlength=c)
-    calibrated = joint / np.maximum(joint.sum(1, keepdims=True), 1) * counts[:, None]
+    calibrated = calibrated_confident_joint(q, labels, store.seen)
     wrong = np.rint(calibrated.sum(1) - np.diag(calibrated)).astype(int)
     keep = np.zeros_like(ev.flagged)
     for j in range(c):

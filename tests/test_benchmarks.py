@@ -504,3 +504,5 @@ def test_rescore_reproduces_the_saved_kfold_run(tmp_path):
     assert again["kfold+self_confidence"][3] == pytest.approx(auroc(1 - ev.signals["posterior_given"], saved["mask"]))
     with pytest.raises(SystemExit, match="without a flag-run store"):
         rescore.rows_for(path, ["default"])
+    with pytest.raises(SystemExit, match="rank_by=noise_model needs the flag run's store"):
+        rescore.rows_for(path, ["kfold+rank_by=noise_model"])
