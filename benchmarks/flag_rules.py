@@ -15,12 +15,11 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import numpy as np
-
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import bench_parser, flag_run, start  # a sibling script
+from detection import bench_parser, flag_run, start  # sibling scripts
+from rescore import confident_classes
 
-from fld_train import knn, scoring
+from fld_train import knn
 from fld_train.metrics import precision_recall_f1
 
 
@@ -29,10 +28,8 @@ def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, flo
     store, labels, mask = flag_run(data, spec, seed)
     dist = knn.neighbour_label_distribution(knn.search(store.embeddings, k=10), labels, 10)
     q = 0.5 * store.model_probs().to_dense(10) + 0.5 * dist  # C = 10: dense is fine here
-    t = scoring.per_class_thresholds(q[np.arange(labels.size), labels], labels, store.seen, 10)
-    confident = np.where(q >= t[None, :] - 1e-9, q, -np.inf)
-    has = np.isfinite(confident).any(axis=1)
-    rules = {"confident learning": has & (confident.argmax(axis=1) != labels),
+    confident = confident_classes(q, labels, store.seen)
+    rules = {"confident learning": (confident >= 0) & (confident != labels),
              "posterior argmax": q.argmax(axis=1) != labels}
     return {name: (float(flagged.mean()), *precision_recall_f1(flagged, mask)) for name, flagged in rules.items()}
 

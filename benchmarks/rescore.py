@@ -178,23 +178,31 @@ def _posterior(store: SampleStore, labels: np.ndarray) -> np.ndarray:
     of the neighbours :func:`fld_train.knn.auto_neighbours` finds (deterministic, so the check's own),
     weighted as the default check weighs them."""
     c = store.num_classes
-    votes = knn.neighbour_labels(knn.auto_neighbours(store.embeddings, labels, c), labels, c)
+    votes = knn.neighbour_label_distribution(knn.auto_neighbours(store.embeddings, labels, c), labels, c)
     w = scoring.MODEL_WEIGHT
-    return w * store.model_probs().to_dense(c) + (1.0 - w) * votes.to_dense(c)
+    return w * store.model_probs().to_dense(c) + (1.0 - w) * votes
 
 
-def calibrated_confident_joint(q: np.ndarray, labels: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
-    """Confident learning's calibrated confident joint of the posterior ``q`` ``(N, C)``: ``[y, j]``
-    counts the samples labelled ``y`` whose most probable class among those they reach the threshold
-    of (the class's mean posterior over its labelled ``seen`` samples) is ``j``, each row rescaled to
-    the number of samples labelled ``y``."""
+def confident_classes(q: np.ndarray, labels: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
+    """``(N,)`` each sample's most probable class among those it is confidently in (``q`` at or above
+    the class's threshold, its mean posterior over its labelled ``seen`` samples, as confident
+    learning defines it), or -1 where it reaches no threshold. ``q`` is ``(N, C)``."""
     n, c = q.shape
     seen = np.ones(n, dtype=bool) if seen is None else seen
     thresholds = scoring.per_class_thresholds(q[np.arange(n), labels], labels, seen, c)
     confident = np.where(q >= thresholds[None, :] - 1e-9, q, -np.inf)
-    has = np.isfinite(confident).any(axis=1)
+    return np.where(np.isfinite(confident).any(axis=1), confident.argmax(axis=1), -1)
+
+
+def calibrated_confident_joint(q: np.ndarray, labels: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
+    """Confident learning's calibrated confident joint of the posterior ``q`` ``(N, C)``: ``[y, j]``
+    counts the samples labelled ``y`` whose :func:`confident_classes` entry is ``j``, each row rescaled
+    to the number of samples labelled ``y``."""
+    c = q.shape[1]
+    confident = confident_classes(q, labels, seen)
+    has = confident >= 0
     joint = np.zeros((c, c))
-    np.add.at(joint, (labels[has], confident.argmax(axis=1)[has]), 1)
+    np.add.at(joint, (labels[has], confident[has]), 1)
     counts = np.bincount(labels, minlength=c)
     return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * counts[:, None]
 
