@@ -17,9 +17,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection import bench_parser, flag_run, start  # sibling scripts
-from rescore import confident_classes
 
 from fld_train import knn
+from fld_train.confident import confident_labels
 from fld_train.metrics import precision_recall_f1
 
 
@@ -28,7 +28,7 @@ def run_setting(data, spec: str, seed: int) -> dict[str, tuple[float, float, flo
     store, labels, mask = flag_run(data, spec, seed)
     dist = knn.neighbour_label_distribution(knn.search(store.embeddings, k=10), labels, 10)
     q = 0.5 * store.model_probs().to_dense(10) + 0.5 * dist  # C = 10: dense is fine here
-    confident = confident_classes(q, labels, store.seen)
+    confident = confident_labels(q, labels, seen=store.seen)
     rules = {"confident learning": (confident >= 0) & (confident != labels),
              "posterior argmax": q.argmax(axis=1) != labels}
     return {name: (float(flagged.mean()), *precision_recall_f1(flagged, mask)) for name, flagged in rules.items()}

@@ -14,7 +14,8 @@ used (``k="auto"`` chooses it per seed), with cleanlab's
 A variant is ``default``, a :func:`~fld_train.check.run_check` option (``cluster_votes``) or
 ``option=value`` (``target_precision=0.9``), several joined with ``+``; ``noise_rate_cap``,
 ``self_confidence``, ``rank_by=SIGNAL`` and ``rank_by=noise_model`` are variants of this script only
-(see :func:`_noise_rate_cap`, :func:`_ranking` and :func:`noise_model_wrong_prob`). A variant that
+(see :func:`_noise_rate_cap`, :func:`_ranking` and :func:`fld_train.confident.wrong_label_probability`;
+``ranking=noise_model`` is the check's own option, which also moves the flags). A variant that
 starts with ``kfold`` re-scores K-fold mode's saved parts with :func:`fld_train.folds.combine_folds`
 and its options (``kfold``, ``kfold+oof_weight=1``,
 ``kfold+oof_weight=0.75+model_weight=0.6+self_confidence``).
@@ -37,7 +38,7 @@ from scipy.stats import rankdata
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from detection import best_other, cleanlab_verdict, flag_metrics, kfold_parts, parse_options  # a sibling script
 
-from fld_train import knn, scoring
+from fld_train import confident, knn, scoring
 from fld_train.check import run_check
 from fld_train.folds import combine_folds
 from fld_train.metrics import correction_accuracy
@@ -120,7 +121,7 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
             ev = run_check(store, **options)
             flagged = _noise_rate_cap(store, labels, ev) if noise_cap else ev.flagged
         if rank_by == "noise_model":
-            ranking = noise_model_wrong_prob(_posterior(store, labels), labels)
+            ranking = confident.wrong_label_probability(_posterior(store, labels), labels)[0]
         else:
             ranking = _ranking(ev, rank_by)
         out[variant] = (*_row(flagged, ranking, mask), correction(flagged, ev.suggested_labels),
@@ -183,54 +184,6 @@ def _posterior(store: SampleStore, labels: np.ndarray) -> np.ndarray:
     return w * store.model_probs().to_dense(c) + (1.0 - w) * votes
 
 
-def confident_classes(q: np.ndarray, labels: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
-    """``(N,)`` each sample's most probable class among those it is confidently in (``q`` at or above
-    the class's threshold, its mean posterior over its labelled ``seen`` samples, as confident
-    learning defines it), or -1 where it reaches no threshold. ``q`` is ``(N, C)``."""
-    n, c = q.shape
-    seen = np.ones(n, dtype=bool) if seen is None else seen
-    thresholds = scoring.per_class_thresholds(q[np.arange(n), labels], labels, seen, c)
-    confident = np.where(q >= thresholds[None, :] - 1e-9, q, -np.inf)
-    return np.where(np.isfinite(confident).any(axis=1), confident.argmax(axis=1), -1)
-
-
-def calibrated_confident_joint(q: np.ndarray, labels: np.ndarray, seen: np.ndarray | None = None) -> np.ndarray:
-    """Confident learning's calibrated confident joint of the posterior ``q`` ``(N, C)``: ``[y, j]``
-    counts the samples labelled ``y`` whose :func:`confident_classes` entry is ``j``, each row rescaled
-    to the number of samples labelled ``y``."""
-    c = q.shape[1]
-    confident = confident_classes(q, labels, seen)
-    has = confident >= 0
-    joint = np.zeros((c, c))
-    np.add.at(joint, (labels[has], confident[has]), 1)
-    counts = np.bincount(labels, minlength=c)
-    return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1) * counts[:, None]
-
-
-def noise_model_wrong_prob(q: np.ndarray, labels: np.ndarray, pseudo_count: float = 1.0) -> np.ndarray:
-    """Variant ``rank_by=noise_model`` (measured, not adopted; docs/benchmarks.md): the probability
-    that each given label is wrong under a class-conditional noise model estimated from the data.
-
-    The calibrated confident joint ``N[y, j]`` (:func:`calibrated_confident_joint`) estimates how
-    often a sample of true class ``j`` carries label ``y``:
-    ``P(y | j) = (N[y, j] + a) / sum_y' (N[y', j] + a)`` with pseudo-count ``a``. With the posterior
-    ``q`` as the true class's distribution, Bayes' rule gives
-    ``P(label right) = q_y P(y | y) / sum_j q_j P(y | j)``; this returns ``1 -`` that.
-
-    Args:
-        q: ``(N, C)`` posterior.
-        labels: ``(N,)`` given labels.
-        pseudo_count: ``a``, added to every cell of the joint.
-
-    Returns:
-        ``(N,)`` in ``[0, 1]``.
-    """
-    joint = calibrated_confident_joint(q, labels) + pseudo_count
-    given_if_true = joint / joint.sum(axis=0, keepdims=True)  # [y, j] = P(given y | true j)
-    likelihood = q * given_if_true[labels]
-    return 1.0 - likelihood[np.arange(labels.size), labels] / np.maximum(likelihood.sum(axis=1), 1e-12)
-
-
 def _noise_rate_cap(store: SampleStore, labels: np.ndarray, ev: Any) -> np.ndarray:
     """Variant ``noise_rate_cap`` (measured, not adopted; docs/benchmarks.md): keep, per given class,
     only as many flags as confident learning's calibrated confident joint of the posterior estimates
@@ -238,7 +191,7 @@ def _noise_rate_cap(store: SampleStore, labels: np.ndarray, ev: Any) -> np.ndarr
     c = store.num_classes
     dist = knn.neighbour_label_distribution(knn.search(store.embeddings, k=10), labels, c)
     q = 0.5 * store.model_probs().to_dense(c) + 0.5 * dist
-    calibrated = calibrated_confident_joint(q, labels, store.seen)
+    calibrated = confident.estimate_joint(q, labels, seen=store.seen)
     wrong = np.rint(calibrated.sum(1) - np.diag(calibrated)).astype(int)
     keep = np.zeros_like(ev.flagged)
     for j in range(c):

@@ -15,7 +15,7 @@ from pathlib import Path
 MODULES = (
     "fld_train", "fld_train.callback", "fld_train.dataset", "fld_train.report", "fld_train.review",
     "fld_train.folds", "fld_train.check", "fld_train.store", "fld_train.knn", "fld_train.scoring",
-    "fld_train.sparse", "fld_train.noise", "fld_train.metrics", "fld_train.capture",
+    "fld_train.confident", "fld_train.sparse", "fld_train.noise", "fld_train.metrics", "fld_train.capture",
     "fld_train.distributed", "fld_train.tensorboard", "fld_train.vision", "fld_train.fit", "fld_train.demo",
 )
 OUT = Path(__file__).with_name("api.md")

@@ -109,5 +109,15 @@ def check_labels(
     return arr
 
 
+def check_mask(name: str, values: Any, length: int, *, default: bool) -> np.ndarray:
+    """Return ``values`` as a ``(length,)`` bool array; ``None`` gives one filled with ``default``."""
+    if values is None:
+        return np.full(length, default)
+    arr = np.asarray(values)
+    if arr.shape != (length,):
+        raise ValueError(f"`{name}` must be a bool array of shape ({length},), got {arr.shape}.")
+    return arr.astype(bool)
+
+
 def _h(hint: str) -> str:
     return f" {hint}" if hint else ""

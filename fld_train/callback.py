@@ -142,6 +142,12 @@ class FakeLabelDiscovery(Callback):
             accuracy rather than a loss, which rises as soon as the model grows confident
             (docs/tuning.md). ``None`` (default): every check acts.
         mode: ``"min"`` (default) or ``"max"``: whether a lower or a higher ``monitor`` is better.
+        ranking: ``"margin"`` (default) or ``"noise_model"``: which of each class's samples are
+            flagged (as many as ``"margin"`` flags) and what the score is. ``"noise_model"`` ranks
+            by the probability that a label is wrong under the class-conditional noise model
+            confident learning estimates from the posterior: for data whose annotators confuse
+            particular pairs of classes (measured far better on pair-flip noise, worse on symmetric
+            and instance-dependent noise; docs/tuning.md). Not with ``target_precision``.
 
     Example:
         >>> fld = FakeLabelDiscovery(num_classes=10, check_every_n_epochs=2, action="relabel")
@@ -173,6 +179,7 @@ class FakeLabelDiscovery(Callback):
         uncertain_action: str = "review",
         monitor: str | None = None,
         mode: str = "min",
+        ranking: str = "margin",
     ) -> None:
         super().__init__()
         self.num_classes = check_int("num_classes", num_classes, minimum=2)
@@ -231,6 +238,7 @@ class FakeLabelDiscovery(Callback):
         self.monitor = monitor
         self.mode = check_choice("mode", mode, ("min", "max"),
                                  hint="'min' when a lower `monitor` is better (a loss), 'max' otherwise.")
+        self.ranking = scoring.check_ranking(ranking, self.target_precision)
         self._warned: set[str] = set()
         self._state_key = self._generate_state_key(num_classes=num_classes, action=action, head=head)
 
@@ -630,7 +638,7 @@ class FakeLabelDiscovery(Callback):
             max_flag_class_fraction=self.max_flag_class_fraction,
             target_precision=self.target_precision, cluster_votes=self.cluster_votes,
             model_weight=self.model_weight,
-            uncertain_action=self.uncertain_action,
+            uncertain_action=self.uncertain_action, ranking=self.ranking,
         )
         self._mark_reviewed(evaluation)
         return evaluation

@@ -31,6 +31,7 @@ def run_check(
     uncertain_action: str = "review",
     cluster_votes: bool = False,
     model_weight: float = scoring.MODEL_WEIGHT,
+    ranking: str = "margin",
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.
 
@@ -51,11 +52,13 @@ def run_check(
         cluster_votes: average the kNN vote with the k-means cluster vote
             (:func:`fld_train.knn.cluster_labels`) as the neighbourhood half of the posterior.
         model_weight: see :func:`fld_train.scoring.evaluate`.
+        ranking: see :func:`fld_train.scoring.evaluate`.
 
     Returns:
         The :class:`~fld_train.scoring.Evaluation`; its ``knn_k`` is the ``k`` used.
     """
     k = check_k(k)
+    ranking = scoring.check_ranking(ranking, target_precision)  # before the search, not after
     if store.embeddings is None:
         raise ValueError("the store holds no embeddings yet: record at least one batch before a check.")
     seen = store.seen
@@ -89,7 +92,7 @@ def run_check(
         current_labels=votes_from, learned_at_first_sight=learned_at_first_sight,
         max_change_fraction=max_change_fraction, max_class_change_fraction=max_class_change_fraction,
         max_flag_class_fraction=max_flag_class_fraction, target_precision=target_precision,
-        uncertain_action=uncertain_action, model_weight=model_weight,
+        uncertain_action=uncertain_action, model_weight=model_weight, ranking=ranking,
         extra_signals={
             "aum_margin": store.mean_margin(),
             "given_prob_variability": store.given_prob_variability(),

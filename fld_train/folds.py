@@ -130,6 +130,7 @@ def kfold_discovery(
     seed: int = 0,
     oof_weight: float = OOF_WEIGHT,
     model_weight: float = scoring.MODEL_WEIGHT,
+    ranking: str = "margin",
 ) -> KFoldResult:
     """Find wrong labels with K fits on K folds.
 
@@ -154,6 +155,7 @@ def kfold_discovery(
             not memorise their labels (it ranks better), raise it for long trainings that do.
         model_weight: the model witness's share of the posterior, in ``[0, 1]``; the out-of-fold
             kNN vote has the rest (the callback's ``model_weight``).
+        ranking: ``"margin"`` or ``"noise_model"`` (see :func:`fld_train.scoring.evaluate`).
 
     Returns:
         A :class:`KFoldResult`.
@@ -161,6 +163,7 @@ def kfold_discovery(
     folds = check_int("folds", folds, minimum=2, hint="K-fold mode trains K models.")
     oof_weight = check_float("oof_weight", oof_weight, low=0.0, high=1.0, hint=_OOF_HINT)
     model_weight = check_float("model_weight", model_weight, low=0.0, high=1.0)
+    ranking = scoring.check_ranking(ranking, None)
     k = check_k(k)
     num_classes = check_int("num_classes", num_classes, minimum=2)
     data = dataset if isinstance(dataset, RelabeledDataset) else RelabeledDataset(dataset, num_classes=num_classes)
@@ -210,7 +213,7 @@ def kfold_discovery(
     oof, dynamics, votes = SparseProbs(oof_cls, oof_val), SparseProbs(dyn_cls, dyn_val), SparseProbs(vote_cls, vote_val)
     evaluation = combine_folds(
         given, oof, dynamics, votes, num_classes=num_classes, oof_weight=oof_weight, model_weight=model_weight,
-        extra_signals={
+        ranking=ranking, extra_signals={
             "oof_given_prob": oof_given,
             "aum_margin": margin_sum / np.maximum(fits, 1),
             "fold_misclassified": misclassified.astype(np.float64),
@@ -231,6 +234,7 @@ def combine_folds(
     num_classes: int,
     oof_weight: float = OOF_WEIGHT,
     model_weight: float = scoring.MODEL_WEIGHT,
+    ranking: str = "margin",
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> scoring.Evaluation:
     """K-fold mode's scoring: flag mode's :func:`~fld_train.scoring.evaluate` on a model witness that
@@ -248,6 +252,7 @@ def combine_folds(
         num_classes: number of classes C.
         oof_weight: the out-of-fold probabilities' share of the model witness, in ``[0, 1]``.
         model_weight: the model witness's share of the posterior, in ``[0, 1]``.
+        ranking: ``"margin"`` or ``"noise_model"`` (see :func:`fld_train.scoring.evaluate`).
         extra_signals: name -> ``(N,)`` arrays carried into the evaluation's signals.
 
     Returns:
@@ -259,7 +264,8 @@ def combine_folds(
     oof, dynamics, votes = (_check_part(name, part, n, num_classes) for name, part in (
         ("oof_probs", oof_probs), ("dynamics_probs", dynamics_probs), ("neighbour_votes", neighbour_votes)))
     return scoring.evaluate(given_labels, oof.average(dynamics, oof_weight), votes, num_classes=num_classes,
-                            action="flag", model_weight=model_weight, extra_signals=extra_signals)
+                            action="flag", model_weight=model_weight, ranking=ranking,
+                            extra_signals=extra_signals)
 
 
 def _check_part(name: str, part: object, n: int, num_classes: int) -> SparseProbs:

@@ -34,10 +34,13 @@ from typing import Any
 
 import numpy as np
 
-from fld_train._validation import check_choice, check_float, check_int, check_labels
+from fld_train._validation import check_choice, check_float, check_int, check_labels, check_mask
+from fld_train.confident import bayes_wrong_probability, confident_joint, per_class_thresholds
 from fld_train.sparse import Segments, SparseProbs
 
 ACTIONS = ("flag", "relabel", "downweight")
+#: How flags are chosen among each class's samples and what the score is (see :func:`evaluate`).
+RANKINGS = ("margin", "noise_model")
 #: Default weight of the training dynamics (the model's mean softmax) in the combined posterior; the
 #: neighbourhood vote gets the rest (docs/benchmarks.md, "Weighting the two witnesses").
 MODEL_WEIGHT = 0.5
@@ -94,26 +97,6 @@ class Evaluation:
 _ARRAY_FIELDS = ("scores", "flagged", "suggested_labels", "decisions", "weights", "thresholds")
 
 
-def per_class_thresholds(
-    given_values: np.ndarray, given: np.ndarray, mask: np.ndarray, num_classes: int
-) -> np.ndarray:
-    """Confident-learning thresholds: mean posterior of class ``j`` over samples labelled ``j``.
-
-    Args:
-        given_values: ``(N,)`` each sample's posterior of its given class.
-        given: ``(N,)`` given labels.
-        mask: ``(N,)`` bool, samples to use.
-        num_classes: number of classes C.
-
-    Returns:
-        ``(C,)`` thresholds; ``inf`` for a class with no labelled sample (never confident).
-    """
-    g = given[mask]
-    counts = np.bincount(g, minlength=num_classes).astype(np.float64)
-    sums = np.bincount(g, weights=given_values[mask], minlength=num_classes)
-    return np.divide(sums, counts, out=np.full(num_classes, np.inf), where=counts > 0)
-
-
 def precision_cut(flagged: np.ndarray, p_wrong: np.ndarray, target: float) -> np.ndarray:
     """The largest set of the most likely wrong flags whose estimated precision reaches ``target``.
 
@@ -160,20 +143,39 @@ def within_budget(
     Returns:
         ``(N,)`` bool, the candidates that fit.
     """
-    idx = np.flatnonzero(candidates)
-    if idx.size == 0:
-        return candidates.copy()
     class_cap = np.floor(max_class_fraction * np.bincount(given[population], minlength=num_classes))
-    order = idx[np.lexsort((-scores[idx], given[idx]))]  # by class, best score first
-    cls = given[order]
-    starts = np.searchsorted(cls, np.arange(num_classes))
-    rank_in_class = np.arange(order.size) - starts[cls]
-    order = order[rank_in_class < class_cap[cls]]
+    order = _top_per_class(candidates, scores, given, class_cap)
     cap = int(np.floor(max_fraction * population.sum()))
     order = order[np.argsort(-scores[order], kind="stable")][:cap]
     keep = np.zeros_like(candidates)
     keep[order] = True
     return keep
+
+
+def top_per_class(candidates: np.ndarray, scores: np.ndarray, given: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """The ``counts[j]`` highest-scored ``candidates`` of each given class ``j`` (ties: lower index first).
+
+    Args:
+        candidates: ``(N,)`` bool.
+        scores: ``(N,)`` priority (higher first).
+        given: ``(N,)`` given labels.
+        counts: ``(C,)`` how many to keep per given class (all of them where fewer are candidates).
+
+    Returns:
+        ``(N,)`` bool.
+    """
+    keep = np.zeros_like(candidates)
+    keep[_top_per_class(candidates, scores, given, counts)] = True
+    return keep
+
+
+def _top_per_class(candidates: np.ndarray, scores: np.ndarray, given: np.ndarray, counts: np.ndarray) -> np.ndarray:
+    """:func:`top_per_class` as indices, by class and best score first within each class."""
+    idx = np.flatnonzero(candidates)
+    order = idx[np.lexsort((-scores[idx], given[idx]))]
+    cls = given[order]
+    starts = np.searchsorted(cls, np.arange(counts.size))
+    return order[np.arange(order.size) - starts[cls] < counts[cls]]
 
 
 def evaluate(
@@ -192,6 +194,7 @@ def evaluate(
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
     uncertain_action: str = "review",
+    ranking: str = "margin",
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Score every sample, flag the likely mislabeled ones and decide an action for each.
@@ -235,6 +238,16 @@ def evaluate(
             probably wrong while no one has looked at it. Down-weighting helped test accuracy on
             noisy data and hurt it on clean data with a weaker model, where the down-weighted
             samples are fit less, stay flagged and draw more flags (docs/benchmarks.md).
+        ranking: ``"margin"`` (default): the score is the posterior's normalised margin and the
+            flags are the samples whose posterior prefers another class. ``"noise_model"``: as many
+            flags per given class as ``"margin"`` makes (after ``max_flag_class_fraction``), but the
+            samples of that class most likely wrong under the class-conditional noise model that
+            confident learning estimates from the same posterior
+            (:func:`fld_train.confident.wrong_label_probability`), which is then the score; a flag's
+            suggested label is its most probable other class under that model. Measured: far better
+            where each class's wrong labels come mostly from one other class (pair-flips), worse
+            under symmetric and instance-dependent noise (docs/tuning.md). Not combinable with
+            ``target_precision``, whose estimate the noise model's uncalibrated scores would break.
         extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
 
     Returns:
@@ -252,8 +265,8 @@ def evaluate(
     given = check_labels("given_labels", given_labels, num_classes=c)
     model = _sparse("model_probs", model_probs, n, c)
     neighbours = _sparse("neighbour_dist", neighbour_dist, n, c)
-    seen = _mask("seen", seen, n, default=True)
-    early = _mask("learned_at_first_sight", learned_at_first_sight, n, default=False)
+    seen = check_mask("seen", seen, n, default=True)
+    early = check_mask("learned_at_first_sight", learned_at_first_sight, n, default=False)
     current = given if current_labels is None else check_labels(
         "current_labels", current_labels, num_classes=c, length=n)
     if target_precision is not None:
@@ -266,8 +279,22 @@ def evaluate(
                     hint="It is the largest share of one class that may be flagged; 1.0 = no cap."),
     )
     uncertain_action = check_choice("uncertain_action", uncertain_action, UNCERTAIN_ACTIONS)
+    ranking = check_ranking(ranking, target_precision)
     return _evaluate_impl(given, c, model, neighbours, seen, action, model_weight, current, early, budget,
-                          target_precision, uncertain_action, dict(extra_signals or {}))
+                          target_precision, uncertain_action, ranking, dict(extra_signals or {}))
+
+
+def check_ranking(ranking: Any, target_precision: float | None) -> str:
+    """Validate ``ranking`` (one of :data:`RANKINGS`) and its combination with ``target_precision``."""
+    ranking = check_choice("ranking", ranking, RANKINGS,
+                           hint="'noise_model' suits noise where each class's wrong labels come from one other class.")
+    if ranking == "noise_model" and target_precision is not None:
+        raise ValueError(
+            f"`target_precision={target_precision!r}` needs `ranking='margin'`, got `ranking='noise_model'`: "
+            "the noise model's probabilities rank but are not calibrated, so a precision estimated from "
+            "them would cut nearly every flag. Use one or the other."
+        )
+    return ranking
 
 
 def _sparse(name: str, values: np.ndarray | SparseProbs, n: int, c: int) -> SparseProbs:
@@ -276,15 +303,6 @@ def _sparse(name: str, values: np.ndarray | SparseProbs, n: int, c: int) -> Spar
     if np.shape(values) != (n, c):
         raise ValueError(f"`{name}` must have shape {(n, c)}, got {np.shape(values)}.")
     return SparseProbs.from_dense(values)
-
-
-def _mask(name: str, values: np.ndarray | None, n: int, *, default: bool) -> np.ndarray:
-    if values is None:
-        return np.full(n, default)
-    arr = np.asarray(values)
-    if arr.shape != (n,):
-        raise ValueError(f"`{name}` must be a bool array of shape ({n},), got {arr.shape}.")
-    return arr.astype(bool)
 
 
 def _evaluate_impl(
@@ -300,6 +318,7 @@ def _evaluate_impl(
     budget: tuple[float, float, float],
     target_precision: float | None,
     uncertain_action: str,
+    ranking: str,
     extra: dict[str, np.ndarray],
 ) -> Evaluation:
     n = given.size
@@ -326,6 +345,14 @@ def _evaluate_impl(
     over_cap, flagged = flagged & ~capped, capped
     if target_precision is not None:  # after the cap: a stricter target only ever removes flags
         flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
+    if ranking == "noise_model":  # the same count per class, the most likely wrong under the noise model
+        joint = confident_joint(seg, seg_q, given, seen, num_classes)
+        p_wrong, likely = bayes_wrong_probability(seg, seg_q, given, joint)
+        counts = np.bincount(given[flagged], minlength=num_classes)
+        flagged = top_per_class(seen & (p_wrong > 0), p_wrong, given, counts)
+        scores = p_wrong
+        suggested = np.where(flagged, likely, suggested)
+        q_suggested = seg.at(seg_q, suggested)
     # a sample exactly at its class's mean is confident; the tolerance absorbs summation rounding
     confident = (q_suggested >= thresholds[suggested] - 1e-9) & (q_suggested > 0)
 

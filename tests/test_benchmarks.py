@@ -457,29 +457,12 @@ def test_rescore_rank_by_keeps_the_flags_and_ranks_by_the_named_signal(tmp_path)
     labels = saved["labels"]
     posterior = rescore._posterior(rescore.load_store(saved), labels)  # the check's own posterior
     np.testing.assert_allclose(posterior[np.arange(labels.size), labels], ev.signals["posterior_given"], atol=1e-9)
-    noise_model = rescore.rows_for(path, ["rank_by=noise_model"])["rank_by=noise_model"]
+    both = rescore.rows_for(path, ["rank_by=noise_model", "ranking=noise_model"])
+    noise_model = both["rank_by=noise_model"]
     assert noise_model[:3] == again["default"][:3] and 0.0 <= noise_model[3] <= 1.0
-
-
-def test_noise_model_wrong_prob_follows_the_estimated_flips():
-    rescore = _load("rescore")
-    rng = np.random.default_rng(0)
-    true = np.repeat(np.arange(3), 200)
-    q = np.full((600, 3), 0.1)
-    q[np.arange(600), true] = 0.8
-    q = q + rng.uniform(0, 0.05, q.shape)
-    q /= q.sum(axis=1, keepdims=True)
-    labels = true.copy()
-    flipped = (true == 0) & (rng.random(600) < 0.3)
-    labels[flipped] = 1  # class 0 is flipped to 1, never the other way
-    p_wrong = rescore.noise_model_wrong_prob(q, labels)
-    assert p_wrong.shape == (600,) and np.all((0 <= p_wrong) & (p_wrong <= 1))
-    assert auroc(p_wrong, flipped) > 0.99
-    # two samples labelled 1 with the same given-label probability and the same runner-up share: the
-    # one whose runner-up is class 0, the source of the flips, is more likely wrong
-    pair = np.array([[0.6, 0.4, 0.0], [0.0, 0.4, 0.6]])
-    both = rescore.noise_model_wrong_prob(np.vstack([q, pair]), np.r_[labels, 1, 1])[-2:]
-    assert both[0] > both[1] + 0.2
+    # the check's own option ranks by the same probabilities and moves the flags, not their number
+    assert both["ranking=noise_model"][3] == pytest.approx(noise_model[3])
+    assert both["ranking=noise_model"][4] == again["default"][4]
 
 
 def test_rescore_reproduces_the_saved_kfold_run(tmp_path):

@@ -62,6 +62,18 @@ def test_check_passes_the_witness_weight_on():
         run_check(store, model_weight=-0.1)
 
 
+def test_check_passes_the_ranking_on():
+    store, _, _ = _store()
+    margin = run_check(store, max_flag_class_fraction=1.0)
+    noise = run_check(store, max_flag_class_fraction=1.0, ranking="noise_model")
+    given = store.given_labels
+    np.testing.assert_array_equal(np.bincount(given[noise.flagged], minlength=store.num_classes),
+                                  np.bincount(given[margin.flagged], minlength=store.num_classes))
+    assert not np.allclose(noise.scores, margin.scores)
+    with pytest.raises(ValueError, match="`target_precision=0.8` needs `ranking='margin'`"):
+        run_check(store, ranking="noise_model", target_precision=0.8)
+
+
 def test_k_is_chosen_from_the_data_unless_given():
     from fld_train import knn
 

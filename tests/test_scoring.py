@@ -216,3 +216,48 @@ def test_an_evaluation_round_trips_through_its_state_dict():
     del state["weights"]
     with pytest.raises(ValueError, match=r"missing \['weights'\]"):
         scoring.Evaluation.from_state_dict(state)
+
+
+def _memorised_pair_flips():
+    """Class 0's samples flipped to 1; half of the flips still look like 0, half were memorised (the
+    given label is their top class). Ten clean class-1 samples are hard: class 2 is their top class."""
+    clean0, clean2 = [[0.8, 0.1, 0.1]] * 140, [[0.1, 0.1, 0.8]] * 200
+    clean1, hard1 = [[0.1, 0.8, 0.1]] * 190, [[0.05, 0.4, 0.55]] * 10
+    unmemorised, memorised = [[0.85, 0.1, 0.05]] * 30, [[0.45, 0.5, 0.05]] * 30
+    q = np.array(clean0 + clean2 + clean1 + hard1 + unmemorised + memorised)
+    given = np.repeat([0, 2, 1, 1, 1, 1], [140, 200, 190, 10, 30, 30])
+    wrong = np.repeat([False, False, False, False, True, True], [140, 200, 190, 10, 30, 30])
+    return given, q, wrong
+
+
+def test_noise_model_ranking_keeps_the_count_per_class_and_picks_the_likely_flips():
+    from fld_train.confident import wrong_label_probability
+
+    given, q, wrong = _memorised_pair_flips()
+    margin = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0)
+    noise = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0, ranking="noise_model")
+    np.testing.assert_array_equal(np.bincount(given[noise.flagged], minlength=3),
+                                  np.bincount(given[margin.flagged], minlength=3))
+    assert margin.flagged.sum() == 40 and wrong[margin.flagged].mean() == 0.75  # the hard samples in
+    assert np.all(wrong[noise.flagged])  # the memorised flips instead of the hard clean samples
+    p_wrong, likely = wrong_label_probability(q, given)
+    np.testing.assert_allclose(noise.scores, p_wrong)
+    np.testing.assert_array_equal(noise.suggested_labels[noise.flagged], likely[noise.flagged])
+    np.testing.assert_array_equal(noise.suggested_labels[noise.flagged], 0)  # the flips' source
+    np.testing.assert_array_equal(noise.suggested_labels[~noise.flagged], margin.suggested_labels[~noise.flagged])
+    np.testing.assert_array_equal(noise.decisions[noise.flagged], scoring.REVIEW)
+
+
+def test_ranking_is_validated_and_not_combined_with_target_precision():
+    with pytest.raises(ValueError, match="`ranking` must be one of \\{'margin', 'noise_model'\\}, got 'loss'"):
+        scoring.evaluate(*_case(), ranking="loss")
+    with pytest.raises(ValueError, match="`target_precision=0.9` needs `ranking='margin'`"):
+        scoring.evaluate(*_case(), ranking="noise_model", target_precision=0.9)
+
+
+def test_top_per_class_keeps_the_best_scored_of_each_class():
+    given = np.array([0, 0, 0, 1, 1, 2])
+    scores = np.array([0.1, 0.9, 0.5, 0.3, 0.3, 0.7])
+    candidates = np.array([True, True, True, True, True, False])
+    keep = scoring.top_per_class(candidates, scores, given, np.array([2, 1, 1]))
+    np.testing.assert_array_equal(keep, [False, True, True, True, False, False])  # tie: lower index

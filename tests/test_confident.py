@@ -1,0 +1,100 @@
+"""Confident learning's estimates: thresholds, confident classes, the calibrated joint, the noise model."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from fld_train.confident import confident_labels, estimate_joint, wrong_label_probability
+from fld_train.metrics import auroc
+from fld_train.sparse import SparseProbs
+
+
+def _pair_flips(seed: int = 0):
+    """600 samples of 3 classes, the posterior 0.8 on the true class; 30% of class 0 labelled 1."""
+    rng = np.random.default_rng(seed)
+    true = np.repeat(np.arange(3), 200)
+    q = np.full((600, 3), 0.1)
+    q[np.arange(600), true] = 0.8
+    q = q + rng.uniform(0, 0.05, q.shape)
+    q /= q.sum(axis=1, keepdims=True)
+    labels = true.copy()
+    flipped = (true == 0) & (rng.random(600) < 0.3)
+    labels[flipped] = 1  # class 0 is flipped to 1, never the other way
+    return q, labels, flipped
+
+
+def test_confident_labels_take_the_most_probable_class_at_its_threshold():
+    q = np.array([[0.9, 0.1], [0.7, 0.3], [0.45, 0.55], [0.2, 0.8]])
+    labels = np.array([0, 0, 1, 1])  # thresholds: class 0 (0.9 + 0.7) / 2 = 0.8, class 1 (0.55 + 0.8) / 2 = 0.675
+    np.testing.assert_array_equal(confident_labels(q, labels), [0, -1, -1, 1])
+    # thresholds from the second and last samples only: class 0 at 0.7, class 1 at 0.8
+    np.testing.assert_array_equal(confident_labels(q, labels, seen=np.array([0, 1, 0, 1], bool)), [0, 0, -1, 1])
+
+
+def test_joint_counts_confident_classes_and_rescales_rows_to_the_label_counts():
+    q = np.array([[0.9, 0.1, 0.0], [0.9, 0.1, 0.0], [0.1, 0.9, 0.0], [0.9, 0.1, 0.0], [0.0, 0.1, 0.9]])
+    labels = np.array([0, 0, 1, 1, 2])
+    # thresholds 0.9 / 0.5 / 0.9; label 1: one sample confidently 1, one confidently 0
+    expected = np.array([[2, 0, 0], [1, 1, 0], [0, 0, 1]], dtype=float)
+    np.testing.assert_allclose(estimate_joint(q, labels), expected)
+    sparse = SparseProbs.from_dense(q, top_k=2)
+    np.testing.assert_allclose(estimate_joint(sparse, labels, num_classes=3), expected)
+
+
+def test_wrong_label_probability_is_bayes_rule_on_the_estimated_noise_model():
+    rng = np.random.default_rng(1)
+    q = rng.dirichlet(np.ones(4), 300)
+    labels = rng.integers(0, 4, 300)
+    p_wrong, likely = wrong_label_probability(q, labels, pseudo_count=0.5)
+    joint = estimate_joint(q, labels) + 0.5
+    given_if_true = joint / joint.sum(axis=0, keepdims=True)  # [y, j] = P(label y | true j)
+    like = q * given_if_true[labels]
+    np.testing.assert_allclose(p_wrong, 1 - like[np.arange(300), labels] / like.sum(axis=1))
+    like[np.arange(300), labels] = -1
+    np.testing.assert_array_equal(likely, like.argmax(axis=1))
+    again, _ = wrong_label_probability(SparseProbs.from_dense(q), labels, num_classes=4, pseudo_count=0.5)
+    np.testing.assert_allclose(again, p_wrong)
+
+
+def test_the_noise_model_ranks_pair_flips_first_and_names_their_source():
+    q, labels, flipped = _pair_flips()
+    p_wrong, likely = wrong_label_probability(q, labels)
+    assert p_wrong.shape == (600,) and np.all((0 <= p_wrong) & (p_wrong <= 1))
+    assert auroc(p_wrong, flipped) > 0.99
+    assert np.all(likely[flipped] == 0)
+    # two samples labelled 1 with the same given-label probability and the same runner-up share: the
+    # one whose runner-up is class 0, the source of the flips, is more likely wrong
+    pair = np.array([[0.6, 0.4, 0.0], [0.0, 0.4, 0.6]])
+    both, _ = wrong_label_probability(np.vstack([q, pair]), np.r_[labels, 1, 1])
+    assert both[-2] > both[-1] + 0.2
+
+
+def test_a_posterior_on_the_given_label_alone_is_never_wrong():
+    q = np.array([[1.0, 0.0], [0.0, 1.0], [0.3, 0.7]])
+    p_wrong, likely = wrong_label_probability(q, np.array([0, 1, 0]))
+    np.testing.assert_allclose(p_wrong[:2], 0.0)
+    np.testing.assert_array_equal(likely, [0, 1, 1])  # no other class has mass: the given label
+
+
+@pytest.mark.parametrize(("call", "error", "match"), [
+    (lambda: wrong_label_probability(np.ones(3), np.zeros(3, int)), ValueError,
+     r"`posterior` must be an \(N, C\) array with C >= 2, got shape \(3,\)"),
+    (lambda: wrong_label_probability(-np.ones((2, 2)), np.zeros(2, int)), ValueError,
+     "`posterior` must hold finite, non-negative probabilities"),
+    (lambda: wrong_label_probability(np.ones((2, 2)), np.array([0, 2])), ValueError,
+     r"`given_labels` holds 1 value\(s\) outside \[0, num_classes=2\), first at position 1: 2"),
+    (lambda: wrong_label_probability(np.ones((2, 2)), np.zeros(3, int)), ValueError,
+     "`given_labels` must have length 2, got 3"),
+    (lambda: wrong_label_probability(np.ones((2, 2)), np.zeros(2, int), pseudo_count=0), ValueError,
+     "`pseudo_count` must be > 0, got 0"),
+    (lambda: wrong_label_probability(np.ones((2, 2)), np.zeros(2, int), seen=np.ones(3, bool)), ValueError,
+     r"`seen` must be a bool array of shape \(2,\), got \(3,\)"),
+    (lambda: estimate_joint(SparseProbs.from_dense(np.ones((2, 2))), np.zeros(2, int)), ValueError,
+     "`num_classes` is required when `posterior` is a SparseProbs"),
+    (lambda: estimate_joint(np.ones((2, 2)), np.zeros(2, int), num_classes=3), ValueError,
+     "`posterior` has 2 columns but `num_classes` is 3"),
+])
+def test_bad_input_is_named(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
