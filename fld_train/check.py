@@ -31,7 +31,7 @@ def run_check(
     uncertain_action: str = "review",
     cluster_votes: bool = False,
     model_weight: float = scoring.MODEL_WEIGHT,
-    ranking: str = "margin",
+    ranking: str = "auto",
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.
 

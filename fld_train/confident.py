@@ -80,6 +80,23 @@ def confident_joint(
     return joint / np.maximum(joint.sum(axis=1, keepdims=True), 1.0) * counts[:, None]
 
 
+def flip_concentration(joint: np.ndarray) -> float:
+    """The share of the estimated wrong labels that come from their given class's main source.
+
+    Args:
+        joint: ``(C, C)`` calibrated confident joint (:func:`confident_joint`).
+
+    Returns:
+        ``sum_y max_{j != y} J[y, j] / sum_y sum_{j != y} J[y, j]`` in ``[0, 1]``: near 1 when each
+        class's wrong labels come from one other class (pair-flips), near ``1 / (C - 1)`` when they
+        come from all classes alike (symmetric noise); 0 when no wrong label is estimated.
+    """
+    off = np.asarray(joint, dtype=np.float64).copy()
+    np.fill_diagonal(off, 0.0)
+    total = off.sum()
+    return float(off.max(axis=1).sum() / total) if total > 0 else 0.0
+
+
 def bayes_wrong_probability(
     seg: Segments, q: np.ndarray, given: np.ndarray, joint: np.ndarray, pseudo_count: float = PSEUDO_COUNT
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -130,7 +130,7 @@ def kfold_discovery(
     seed: int = 0,
     oof_weight: float = OOF_WEIGHT,
     model_weight: float = scoring.MODEL_WEIGHT,
-    ranking: str = "margin",
+    ranking: str = "auto",
 ) -> KFoldResult:
     """Find wrong labels with K fits on K folds.
 
@@ -155,7 +155,7 @@ def kfold_discovery(
             not memorise their labels (it ranks better), raise it for long trainings that do.
         model_weight: the model witness's share of the posterior, in ``[0, 1]``; the out-of-fold
             kNN vote has the rest (the callback's ``model_weight``).
-        ranking: ``"margin"`` or ``"noise_model"`` (see :func:`fld_train.scoring.evaluate`).
+        ranking: ``"auto"``, ``"margin"`` or ``"noise_model"`` (see :func:`fld_train.scoring.evaluate`).
 
     Returns:
         A :class:`KFoldResult`.
@@ -234,7 +234,7 @@ def combine_folds(
     num_classes: int,
     oof_weight: float = OOF_WEIGHT,
     model_weight: float = scoring.MODEL_WEIGHT,
-    ranking: str = "margin",
+    ranking: str = "auto",
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> scoring.Evaluation:
     """K-fold mode's scoring: flag mode's :func:`~fld_train.scoring.evaluate` on a model witness that
@@ -252,7 +252,7 @@ def combine_folds(
         num_classes: number of classes C.
         oof_weight: the out-of-fold probabilities' share of the model witness, in ``[0, 1]``.
         model_weight: the model witness's share of the posterior, in ``[0, 1]``.
-        ranking: ``"margin"`` or ``"noise_model"`` (see :func:`fld_train.scoring.evaluate`).
+        ranking: ``"auto"``, ``"margin"`` or ``"noise_model"`` (see :func:`fld_train.scoring.evaluate`).
         extra_signals: name -> ``(N,)`` arrays carried into the evaluation's signals.
 
     Returns:

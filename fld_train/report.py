@@ -43,6 +43,10 @@ class LabelReport:
         reviews: the reviewer decisions applied so far.
         num_classes: number of classes C (0: one more than the largest label seen).
         knn_k: neighbours the check's kNN vote counted (0: not known).
+        flip_concentration: share of the check's estimated wrong labels that come from their given
+            class's main source (:func:`fld_train.confident.flip_concentration`).
+        noise_model: the scores and flags are the class-conditional noise model's, not the margin's
+            (``ranking``; :func:`fld_train.scoring.evaluate`).
     """
 
     given_labels: np.ndarray
@@ -57,6 +61,8 @@ class LabelReport:
     reviews: tuple[Review, ...] = ()
     num_classes: int = 0
     knn_k: int = 0
+    flip_concentration: float = 0.0
+    noise_model: bool = False
 
     @classmethod
     def from_evaluation(
@@ -77,6 +83,8 @@ class LabelReport:
             reviews=tuple(reviews),
             num_classes=int(num_classes),
             knn_k=int(evaluation.knn_k),
+            flip_concentration=float(evaluation.flip_concentration),
+            noise_model=bool(evaluation.noise_model),
         )
 
     @classmethod

@@ -10,6 +10,10 @@ Their average ``q`` is a per-sample class posterior. A sample is flagged when an
 probable than its given label under ``q`` (its suggested label is ``argmax q``); no fixed cut-off is
 involved. The score is the normalised margin between the best other class and the given class,
 ``(max_{j != y} q_ij - q_iy + 1) / 2`` in ``[0, 1]``, so flagged samples score above 0.5.
+Where the wrong labels that confident learning estimates from ``q`` mostly come, class by class,
+from one other class (pair-flips), the default ``ranking="auto"`` keeps the number of flags per
+given class but flags, scores and suggests by the class-conditional noise model of that estimate
+(:mod:`fld_train.confident`), which ranks such noise far better.
 
 Acting on a flag needs more. Thresholds come from the data, as in confident learning: class ``j``'s
 threshold ``t_j`` is the mean ``q_ij`` over the samples labelled ``j``, and a sample is *confidently*
@@ -35,12 +39,17 @@ from typing import Any
 import numpy as np
 
 from fld_train._validation import check_choice, check_float, check_int, check_labels, check_mask
-from fld_train.confident import bayes_wrong_probability, confident_joint, per_class_thresholds
+from fld_train.confident import bayes_wrong_probability, confident_joint, flip_concentration, per_class_thresholds
 from fld_train.sparse import Segments, SparseProbs
 
 ACTIONS = ("flag", "relabel", "downweight")
 #: How flags are chosen among each class's samples and what the score is (see :func:`evaluate`).
-RANKINGS = ("margin", "noise_model")
+RANKINGS = ("auto", "margin", "noise_model")
+#: ``ranking="auto"`` ranks by the noise model when at least this share of the estimated wrong labels
+#: come from their given class's main source class (:func:`fld_train.confident.flip_concentration`).
+#: Measured per run: pair-flip noise 0.76-0.99, symmetric 0.17-0.34, instance-dependent 0.41-0.58
+#: (docs/benchmarks.md, "A class-conditional noise model as the ranking").
+NOISE_MODEL_CONCENTRATION = 0.7
 #: Default weight of the training dynamics (the model's mean softmax) in the combined posterior; the
 #: neighbourhood vote gets the rest (docs/benchmarks.md, "Weighting the two witnesses").
 MODEL_WEIGHT = 0.5
@@ -59,12 +68,17 @@ class Evaluation:
     Attributes:
         scores: ``(N,)`` float in ``[0, 1]``, higher = the given label is more likely wrong.
         flagged: ``(N,)`` bool.
-        suggested_labels: ``(N,)`` int64 most probable class under the combined posterior.
+        suggested_labels: ``(N,)`` int64 most probable class under the combined posterior (with
+            ``ranking="noise_model"``, a flag's most probable other class under the noise model).
         decisions: ``(N,)`` int8 decision codes (:data:`DECISION_NAMES`).
         weights: ``(N,)`` float32 training weight per sample (1 unless down-weighted).
         thresholds: ``(C,)`` per-class confidence thresholds ``t_j``.
         signals: name -> ``(N,)`` array of each input signal, for reports and logging.
         knn_k: neighbours each kNN vote counted (0: not known, e.g. votes given to :func:`evaluate`).
+        flip_concentration: share of the estimated wrong labels that come from their given class's
+            main source (:func:`fld_train.confident.flip_concentration`).
+        noise_model: the flags and scores are the noise model's (``ranking="noise_model"``, or
+            ``"auto"`` with a concentration of at least :data:`NOISE_MODEL_CONCENTRATION`).
     """
 
     scores: np.ndarray
@@ -75,12 +89,14 @@ class Evaluation:
     thresholds: np.ndarray
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     knn_k: int = 0
+    flip_concentration: float = 0.0
+    noise_model: bool = False
 
     def state_dict(self) -> dict[str, Any]:
         """Arrays and numbers only (for checkpoints): the fields, each signal as ``signal/<name>``."""
         state: dict[str, Any] = {name: getattr(self, name) for name in _ARRAY_FIELDS}
         state.update({f"signal/{name}": values for name, values in self.signals.items()})
-        state["knn_k"] = self.knn_k
+        state.update(knn_k=self.knn_k, flip_concentration=self.flip_concentration, noise_model=self.noise_model)
         return state
 
     @classmethod
@@ -91,7 +107,8 @@ class Evaluation:
             raise ValueError(f"an Evaluation state needs {list(_ARRAY_FIELDS)}; missing {missing}.")
         signals = {key[len("signal/"):]: np.asarray(v) for key, v in state.items() if key.startswith("signal/")}
         return cls(**{name: np.asarray(state[name]) for name in _ARRAY_FIELDS}, signals=signals,
-                   knn_k=int(state.get("knn_k", 0)))
+                   knn_k=int(state.get("knn_k", 0)), flip_concentration=float(state.get("flip_concentration", 0.0)),
+                   noise_model=bool(state.get("noise_model", False)))
 
 
 _ARRAY_FIELDS = ("scores", "flagged", "suggested_labels", "decisions", "weights", "thresholds")
@@ -194,7 +211,7 @@ def evaluate(
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
     uncertain_action: str = "review",
-    ranking: str = "margin",
+    ranking: str = "auto",
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Score every sample, flag the likely mislabeled ones and decide an action for each.
@@ -238,16 +255,19 @@ def evaluate(
             probably wrong while no one has looked at it. Down-weighting helped test accuracy on
             noisy data and hurt it on clean data with a weaker model, where the down-weighted
             samples are fit less, stay flagged and draw more flags (docs/benchmarks.md).
-        ranking: ``"margin"`` (default): the score is the posterior's normalised margin and the
-            flags are the samples whose posterior prefers another class. ``"noise_model"``: as many
-            flags per given class as ``"margin"`` makes (after ``max_flag_class_fraction``), but the
-            samples of that class most likely wrong under the class-conditional noise model that
-            confident learning estimates from the same posterior
+        ranking: ``"margin"``: the score is the posterior's normalised margin and the flags are
+            the samples whose posterior prefers another class. ``"noise_model"``: as many flags per
+            given class as ``"margin"`` makes (after ``max_flag_class_fraction``), but the samples of
+            that class most likely wrong under the class-conditional noise model that confident
+            learning estimates from the same posterior
             (:func:`fld_train.confident.wrong_label_probability`), which is then the score; a flag's
-            suggested label is its most probable other class under that model. Measured: far better
-            where each class's wrong labels come mostly from one other class (pair-flips), worse
-            under symmetric and instance-dependent noise (docs/tuning.md). Not combinable with
-            ``target_precision``, whose estimate the noise model's uncalibrated scores would break.
+            suggested label is its most probable other class under that model. It ranks far better
+            where each class's wrong labels come mostly from one other class (pair-flips) and worse
+            under symmetric and instance-dependent noise. ``"auto"`` (default): ``"noise_model"``
+            when the estimated wrong labels are concentrated so (:data:`NOISE_MODEL_CONCENTRATION`)
+            and ``target_precision`` is not set, ``"margin"`` otherwise (docs/tuning.md). An
+            explicit ``"noise_model"`` does not combine with ``target_precision``, whose estimate
+            the noise model's uncalibrated scores would break.
         extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
 
     Returns:
@@ -287,12 +307,12 @@ def evaluate(
 def check_ranking(ranking: Any, target_precision: float | None) -> str:
     """Validate ``ranking`` (one of :data:`RANKINGS`) and its combination with ``target_precision``."""
     ranking = check_choice("ranking", ranking, RANKINGS,
-                           hint="'noise_model' suits noise where each class's wrong labels come from one other class.")
+                           hint="'auto' chooses between the other two from the data.")
     if ranking == "noise_model" and target_precision is not None:
         raise ValueError(
-            f"`target_precision={target_precision!r}` needs `ranking='margin'`, got `ranking='noise_model'`: "
-            "the noise model's probabilities rank but are not calibrated, so a precision estimated from "
-            "them would cut nearly every flag. Use one or the other."
+            f"`target_precision={target_precision!r}` needs `ranking='margin'` or 'auto', got "
+            "`ranking='noise_model'`: the noise model's probabilities rank but are not calibrated, so a "
+            "precision estimated from them would cut nearly every flag. Use one or the other."
         )
     return ranking
 
@@ -345,8 +365,12 @@ def _evaluate_impl(
     over_cap, flagged = flagged & ~capped, capped
     if target_precision is not None:  # after the cap: a stricter target only ever removes flags
         flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
+    joint = confident_joint(seg, seg_q, given, seen, num_classes)
+    concentration = flip_concentration(joint)
+    if ranking == "auto":
+        concentrated = target_precision is None and concentration >= NOISE_MODEL_CONCENTRATION
+        ranking = "noise_model" if concentrated else "margin"
     if ranking == "noise_model":  # the same count per class, the most likely wrong under the noise model
-        joint = confident_joint(seg, seg_q, given, seen, num_classes)
         p_wrong, likely = bayes_wrong_probability(seg, seg_q, given, joint)
         counts = np.bincount(given[flagged], minlength=num_classes)
         flagged = top_per_class(seen & (p_wrong > 0), p_wrong, given, counts)
@@ -395,4 +419,6 @@ def _evaluate_impl(
         weights=weights,
         thresholds=thresholds,
         signals=signals,
+        flip_concentration=concentration,
+        noise_model=ranking == "noise_model",
     )

@@ -64,7 +64,8 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
 
     Always: counts and fractions of flagged, relabeled, down-weighted and review samples
     (``relabeled`` and ``downweighted`` count what training uses after the check), and the kNN
-    vote's ``k`` when the report knows it (``knn_k``). With
+    vote's ``k``, the concentration of the estimated wrong labels and whether the noise model ranked
+    (``flip_concentration``, ``noise_model``) when the report comes from a check (``knn_k``). With
     ``noise_mask``: precision, recall, F1 and AUROC of the flags. With reviews applied: the share
     of automatic corrections reviewers confirmed. With ``per_class``: the counts per given class.
     """
@@ -81,6 +82,8 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
         out[f"{PREFIX}/{key}_fraction"] = float(mask.sum()) / n
     if report.knn_k > 0:
         out[f"{PREFIX}/knn_k"] = float(report.knn_k)
+        out[f"{PREFIX}/flip_concentration"] = report.flip_concentration
+        out[f"{PREFIX}/noise_model"] = float(report.noise_model)
     if noise_mask is not None:
         m = detection_metrics(report.flagged, report.scores, noise_mask)
         out.update({f"{PREFIX}/precision": m.precision, f"{PREFIX}/recall": m.recall,

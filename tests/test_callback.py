@@ -211,7 +211,7 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
         ({"num_classes": 10, "uncertain_action": "drop"}, ValueError,
          "`uncertain_action` must be one of \\{'review', 'downweight'\\}, got 'drop'"),
         ({"num_classes": 10, "model_weight": 1.5}, ValueError, "`model_weight` must be in \\[0.0, 1.0\\], got 1.5"),
-        ({"num_classes": 10, "ranking": "loss"}, ValueError, "`ranking` must be one of \\{'margin', 'noise_model'\\}"),
+        ({"num_classes": 10, "ranking": "loss"}, ValueError, "`ranking` must be one of \\{'auto', 'margin', 'noise_model'\\}"),
         ({"num_classes": 10, "ranking": "noise_model", "target_precision": 0.9}, ValueError,
          "`target_precision=0.9` needs `ranking='margin'`"),
     ],
@@ -284,7 +284,7 @@ def test_scoring_options_reach_the_check(monkeypatch):
         fld._evaluate()
     assert seen["model_weight"] == 0.8 and seen["cluster_votes"] is True
     assert seen["target_precision"] == 0.9 and seen["uncertain_action"] == "downweight"
-    assert seen["max_flag_class_fraction"] == 0.3 and seen["k"] == 7 and seen["ranking"] == "margin"
+    assert seen["max_flag_class_fraction"] == 0.3 and seen["k"] == 7 and seen["ranking"] == "auto"
     assert FakeLabelDiscovery(3).k == "auto"
     fld = FakeLabelDiscovery(3, ranking="noise_model")
     fld.store = SampleStore(4, 3)

@@ -64,7 +64,7 @@ def test_check_passes_the_witness_weight_on():
 
 def test_check_passes_the_ranking_on():
     store, _, _ = _store()
-    margin = run_check(store, max_flag_class_fraction=1.0)
+    margin = run_check(store, max_flag_class_fraction=1.0, ranking="margin")
     noise = run_check(store, max_flag_class_fraction=1.0, ranking="noise_model")
     given = store.given_labels
     np.testing.assert_array_equal(np.bincount(given[noise.flagged], minlength=store.num_classes),

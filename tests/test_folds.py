@@ -65,7 +65,8 @@ def test_kfold_finds_injected_noise_with_out_of_fold_signals(monkeypatch):
     oof[np.arange(600), noisy] = -np.inf
     np.testing.assert_allclose(oof_only.scores, (oof.max(axis=1) - given + 1) / 2)  # the out-of-fold margin alone
     noise = combine_folds(noisy, *parts, num_classes=10, ranking="noise_model")
-    assert noise.flagged.sum() == again.flagged.sum() and not np.allclose(noise.scores, again.scores)
+    margin = combine_folds(noisy, *parts, num_classes=10, ranking="margin")
+    assert noise.flagged.sum() == margin.flagged.sum() and not np.allclose(noise.scores, margin.scores)
     in_training = combine_folds(noisy, *parts, num_classes=10, oof_weight=0.0, model_weight=1.0)
     assert not np.allclose(in_training.scores, oof_only.scores)
     with pytest.raises(ValueError, match=r"`oof_weight` must be in \[0.0, 1.0\], got 1.5"):
@@ -82,7 +83,7 @@ def test_kfold_finds_injected_noise_with_out_of_fold_signals(monkeypatch):
     ({"folds": 4}, "`folds`=4 needs at least 8 samples; the dataset has 6"),
     ({"oof_weight": -0.1}, r"`oof_weight` must be in \[0.0, 1.0\], got -0.1. 1 ranks with"),
     ({"model_weight": 2}, r"`model_weight` must be in \[0.0, 1.0\], got 2"),
-    ({"ranking": "loss"}, r"`ranking` must be one of \{'margin', 'noise_model'\}, got 'loss'"),
+    ({"ranking": "loss"}, r"`ranking` must be one of \{'auto', 'margin', 'noise_model'\}, got 'loss'"),
 ])
 def test_kfold_arguments_are_checked(kwargs, match):
     ds = TensorDataset(torch.zeros(6, 2), torch.tensor([0, 1, 0, 1, 0, 1]))

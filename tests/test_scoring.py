@@ -205,12 +205,15 @@ def test_uncertain_relabel_candidates_can_be_downweighted_instead_of_reviewed():
 def test_an_evaluation_round_trips_through_its_state_dict():
     ev = scoring.evaluate(*_case(), action="downweight", extra_signals={"aum_margin": np.arange(4.0)})
     state = ev.state_dict()
-    assert all(isinstance(v, (np.ndarray, int)) for v in state.values())
+    assert all(isinstance(v, (np.ndarray, int, float)) for v in state.values())  # bool is an int
     back = scoring.Evaluation.from_state_dict(state)
     for name in ("scores", "flagged", "suggested_labels", "decisions", "weights", "thresholds"):
         np.testing.assert_array_equal(getattr(back, name), getattr(ev, name), err_msg=name)
         assert getattr(back, name).dtype == getattr(ev, name).dtype
     assert back.signals.keys() == ev.signals.keys() and back.knn_k == ev.knn_k
+    assert (back.flip_concentration, back.noise_model) == (ev.flip_concentration, ev.noise_model)
+    old = {k: v for k, v in state.items() if k not in ("flip_concentration", "noise_model")}  # older checkpoints
+    assert scoring.Evaluation.from_state_dict(old).noise_model is False
     for name, values in ev.signals.items():
         np.testing.assert_array_equal(back.signals[name], values)
     del state["weights"]
@@ -234,8 +237,9 @@ def test_noise_model_ranking_keeps_the_count_per_class_and_picks_the_likely_flip
     from fld_train.confident import wrong_label_probability
 
     given, q, wrong = _memorised_pair_flips()
-    margin = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0)
+    margin = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0, ranking="margin")
     noise = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0, ranking="noise_model")
+    assert not margin.noise_model and noise.noise_model
     np.testing.assert_array_equal(np.bincount(given[noise.flagged], minlength=3),
                                   np.bincount(given[margin.flagged], minlength=3))
     assert margin.flagged.sum() == 40 and wrong[margin.flagged].mean() == 0.75  # the hard samples in
@@ -248,10 +252,32 @@ def test_noise_model_ranking_keeps_the_count_per_class_and_picks_the_likely_flip
     np.testing.assert_array_equal(noise.decisions[noise.flagged], scoring.REVIEW)
 
 
+def test_auto_ranking_uses_the_noise_model_only_where_the_estimated_flips_are_concentrated():
+    given, q, _ = _memorised_pair_flips()
+    auto = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0)
+    noise = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0, ranking="noise_model")
+    assert auto.flip_concentration == 1.0 and auto.noise_model  # every estimated flip is 0 -> 1
+    np.testing.assert_array_equal(auto.flagged, noise.flagged)
+    np.testing.assert_array_equal(auto.scores, noise.scores)
+    strict = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0, target_precision=0.5)
+    assert not strict.noise_model  # a precision target keeps the margin's calibrated estimate
+    # symmetric flips: each class's wrong labels come from both other classes alike
+    rng = np.random.default_rng(0)
+    true = np.repeat(np.arange(3), 200)
+    given = np.where(rng.random(600) < 0.3, (true + rng.integers(1, 3, 600)) % 3, true)
+    q = np.full((600, 3), 0.1)
+    q[np.arange(600), true] = 0.8
+    auto = scoring.evaluate(given, q, q)
+    margin = scoring.evaluate(given, q, q, ranking="margin")
+    assert auto.flip_concentration < 0.6 and not auto.noise_model
+    np.testing.assert_array_equal(auto.flagged, margin.flagged)
+    np.testing.assert_array_equal(auto.scores, margin.scores)
+
+
 def test_ranking_is_validated_and_not_combined_with_target_precision():
-    with pytest.raises(ValueError, match="`ranking` must be one of \\{'margin', 'noise_model'\\}, got 'loss'"):
+    with pytest.raises(ValueError, match="`ranking` must be one of \\{'auto', 'margin', 'noise_model'\\}, got 'loss'"):
         scoring.evaluate(*_case(), ranking="loss")
-    with pytest.raises(ValueError, match="`target_precision=0.9` needs `ranking='margin'`"):
+    with pytest.raises(ValueError, match="`target_precision=0.9` needs `ranking='margin'` or 'auto'"):
         scoring.evaluate(*_case(), ranking="noise_model", target_precision=0.9)
 
 

@@ -63,6 +63,8 @@ def test_count_scalars_equal_the_report(run):
     assert _last(acc, "fld/review") == (report.decisions == "review").sum()
     assert _last(acc, "fld/flagged_fraction") == pytest.approx(report.flagged.mean(), rel=1e-6)
     assert _last(acc, "fld/knn_k") == report.knn_k and report.knn_k in (5, 10, 20, 30, 50, 100)
+    assert _last(acc, "fld/flip_concentration") == pytest.approx(report.flip_concentration)
+    assert _last(acc, "fld/noise_model") == float(report.noise_model)
 
 
 def test_per_class_scalars_equal_the_report(run):
@@ -130,7 +132,8 @@ def test_tensorboard_false_writes_only_the_counts(tmp_path):
     acc.Reload()
     assert not acc.Tags()["images"] and not acc.Tags()["histograms"]
     assert {t for t in acc.Tags()["scalars"] if t.startswith("fld")} == {
-        f"fld/{k}{s}" for k in ("flagged", "relabeled", "downweighted", "review") for s in ("", "_fraction")} | {"fld/knn_k"}
+        f"fld/{k}{s}" for k in ("flagged", "relabeled", "downweighted", "review") for s in ("", "_fraction")} | {
+        "fld/knn_k", "fld/flip_concentration", "fld/noise_model"}
 
 
 def _free_port() -> int:
