@@ -47,8 +47,9 @@ ACTIONS = ("flag", "relabel", "downweight")
 RANKINGS = ("auto", "margin", "noise_model")
 #: ``ranking="auto"`` ranks by the noise model when at least this share of the estimated wrong labels
 #: come from their given class's main source class (:func:`fld_train.confident.flip_concentration`).
-#: Measured per run: pair-flip noise 0.76-0.99, symmetric 0.17-0.34, instance-dependent 0.41-0.58
-#: (docs/benchmarks.md, "A class-conditional noise model as the ranking").
+#: Measured per run: pair-flip noise 0.76-0.99 (0.37 with CIFAR-10's weak 4-epoch model), symmetric
+#: 0.17-0.34, instance-dependent 0.41-0.58 (docs/benchmarks.md, "A class-conditional noise model as
+#: the ranking").
 NOISE_MODEL_CONCENTRATION = 0.7
 #: Default weight of the training dynamics (the model's mean softmax) in the combined posterior; the
 #: neighbourhood vote gets the rest (docs/benchmarks.md, "Weighting the two witnesses").
