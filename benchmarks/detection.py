@@ -216,12 +216,13 @@ DEFAULT_METHODS = tuple(m for m in METHODS if m != "monitor")
 
 def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
                 methods: tuple[str, ...] = DEFAULT_METHODS, save: Path | None = None,
-                relabel_options: dict[str, Any] | None = None,
+                relabel_options: dict[str, Any] | None = None, flag_options: dict[str, Any] | None = None,
                 monitor: str | None = None) -> dict[str, dict[str, float]]:
     """One noise setting and seed: every method of ``methods``; with ``save``, also an ``.npz`` there
     with the noisy labels, the noise mask, the flag run's store, cleanlab's out-of-sample
     probabilities and K-fold mode's parts, so that scoring changes can be re-measured without training again.
-    ``relabel_options`` go to the relabel run's :class:`~fld_train.FakeLabelDiscovery`. With a
+    ``relabel_options`` go to the relabel run's :class:`~fld_train.FakeLabelDiscovery`,
+    ``flag_options`` to the flag and monitor runs'. With a
     validation set (``data.x_val``), it gets noisy labels of this setting (another noise seed) and
     every training but K-fold mode's validates on it; the ``monitor`` run watches ``monitor``.
     ``clean_acc`` is the seed's clean-label test accuracy; ``None`` for a noise-free setting without a
@@ -247,7 +248,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
     clean_acc = plain_acc if clean_acc is None else clean_acc
 
     if "flag" in methods or "baselines" in methods:
-        fld = discovery()
+        fld = discovery(**(flag_options or {}))
         model, t_fld, _ = fit(data, data.x, labels, seed, [fld], val_labels)
         rep = fld.report()
         row("fld-train", rep.flagged, rep.scores, rep.suggested_labels, t_fld / t_plain, plain_acc)
@@ -256,7 +257,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
     if "monitor" in methods:
         if monitor is None or val_labels is None:
             raise ValueError("the 'monitor' method needs `monitor` and a validation set (--monitor)")
-        fld_m = discovery(monitor=monitor, mode=monitor_mode(monitor))
+        fld_m = discovery(**{"monitor": monitor, "mode": monitor_mode(monitor), **(flag_options or {})})
         _, t_m, _ = fit(data, data.x, labels, seed, [fld_m], val_labels)
         rep = fld_m.report()
         name = f"fld-train, monitor={monitor}"
@@ -550,14 +551,15 @@ def _read_lines(path: str) -> list[str]:
         return []
 
 
-def parse_options(pairs: list[str]) -> dict[str, Any]:
+def parse_options(pairs: list[str], flag: str = "--relabel-options") -> dict[str, Any]:
     """``["uncertain_action=downweight", "k=20"]`` -> ``{"uncertain_action": "downweight", "k": 20}``
-    (ints, floats, true/false and none are converted; anything else stays a string)."""
+    (ints, floats, true/false and none are converted; anything else stays a string). ``flag`` names
+    the command-line option in the error for a pair that is not ``name=value``."""
     options: dict[str, Any] = {}
     for pair in pairs:
         name, sep, text = pair.partition("=")
         if not sep or not name.isidentifier():
-            raise SystemExit(f"--relabel-options: {pair!r} is not name=value")
+            raise SystemExit(f"{flag}: {pair!r} is not name=value")
         special = {"true": True, "false": False, "none": None}
         if text.lower() in special:
             options[name] = special[text.lower()]
@@ -589,8 +591,11 @@ def main() -> None:
                              "runs FakeLabelDiscovery(monitor=METRIC); test accuracy is on the other half")
     parser.add_argument("--relabel-options", nargs="+", default=[], metavar="NAME=VALUE",
                         help="FakeLabelDiscovery options of the relabel run, e.g. uncertain_action=downweight")
+    parser.add_argument("--flag-options", nargs="+", default=[], metavar="NAME=VALUE",
+                        help="FakeLabelDiscovery options of the flag and monitor runs, e.g. ranking=margin")
     args = parser.parse_args()
     relabel_options = parse_options(args.relabel_options)
+    flag_options = parse_options(args.flag_options, "--flag-options")
     if args.merge:
         print_merged(args.merge)
         return
@@ -599,8 +604,9 @@ def main() -> None:
     methods = args.methods or (METHODS if args.monitor else DEFAULT_METHODS)
     if "monitor" in methods and not args.monitor:
         parser.error("--methods monitor needs --monitor val_loss (or val_acc)")
-    if relabel_options.get("monitor") and not args.monitor:
-        parser.error("--relabel-options monitor=... needs --monitor, which makes the validation set")
+    for flag, options in (("--relabel-options", relabel_options), ("--flag-options", flag_options)):
+        if options.get("monitor") and not args.monitor:
+            parser.error(f"{flag} monitor=... needs --monitor, which makes the validation set")
     data = start(args)
     if args.monitor:
         data = with_validation(data)
@@ -617,7 +623,7 @@ def main() -> None:
                 m, _, _ = fit(data, data.x, data.y, seed)
                 clean[seed] = float(np.mean(predict(m, data.x_test).argmax(1) == data.y_test))
             rows = run_setting(data, spec, seed, clean.get(seed), methods=tuple(methods), save=args.save_dir,
-                               relabel_options=relabel_options, monitor=args.monitor)
+                               relabel_options=relabel_options, flag_options=flag_options, monitor=args.monitor)
             clean.setdefault(seed, next(iter(rows.values()))["clean_acc"])
             per_seed.append(rows)
         everything[spec] = per_seed
@@ -629,7 +635,8 @@ def main() -> None:
                 json.dump({"dataset": args.dataset, "model": data.model, "epochs": data.epochs, "lr": data.lr,
                            "batch_size": data.batch_size, "monitor": args.monitor, "versions": package_versions(),
                            "machine": machine_facts(),
-                           "relabel_options": relabel_options, "clean_acc": clean, "results": everything},
+                           "relabel_options": relabel_options, "flag_options": flag_options,
+                           "clean_acc": clean, "results": everything},
                           fh, indent=1)
 
 

@@ -115,13 +115,34 @@ def test_relabel_options_reach_the_relabel_run(monkeypatch):
                      "uncertain_action": "downweight"}]
 
 
+def test_flag_options_reach_the_flag_and_monitor_runs(monkeypatch):
+    bench = _load("detection")
+    made = []
+
+    class Recording(bench.FakeLabelDiscovery):
+        def __init__(self, *args, **kwargs):
+            made.append(kwargs)
+            super().__init__(*args, **kwargs)
+
+    monkeypatch.setattr(bench, "FakeLabelDiscovery", Recording)
+    data = bench.load_digits_data()
+    small = bench.with_validation(replace(data, x=data.x[:300], y=data.y[:300], epochs=2, hidden=16))
+    rows = bench.run_setting(small, "pairflip:0.4", seed=0, clean_acc=0.9, methods=("flag", "monitor"),
+                             flag_options={"ranking": "margin"}, monitor="val_acc")
+    assert set(rows) == {"fld-train", "fld-train, monitor=val_acc"}
+    assert [m["ranking"] for m in made] == ["margin", "margin"]
+    assert made[1]["monitor"] == "val_acc" and made[1]["mode"] == "max"
+
+
 def test_relabel_options_are_parsed_into_callback_arguments():
     parse = _load("detection").parse_options
     assert parse(["uncertain_action=downweight", "k=20", "target_precision=0.9", "cluster_votes=true",
                   "embedding_dim=none"]) == {"uncertain_action": "downweight", "k": 20, "target_precision": 0.9,
                                              "cluster_votes": True, "embedding_dim": None}
-    with pytest.raises(SystemExit, match="not name=value"):
+    with pytest.raises(SystemExit, match="--relabel-options: 'downweight' is not name=value"):
         parse(["downweight"])
+    with pytest.raises(SystemExit, match="--flag-options: 'margin' is not name=value"):
+        parse(["margin"], "--flag-options")
 
 
 def test_strictness_benchmark_rows():
