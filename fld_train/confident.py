@@ -88,8 +88,9 @@ def flip_concentration(joint: np.ndarray) -> float:
 
     Returns:
         ``sum_y max_{j != y} J[y, j] / sum_y sum_{j != y} J[y, j]`` in ``[0, 1]``: near 1 when each
-        class's wrong labels come from one other class (pair-flips), near ``1 / (C - 1)`` when they
-        come from all classes alike (symmetric noise); 0 when no wrong label is estimated.
+        class's wrong labels come from one other class (pair-flips), lower, toward ``1 / (C - 1)``,
+        when they come from all classes alike (symmetric noise; the model's own confusions keep it
+        above that); 0 when no wrong label is estimated.
     """
     off = np.asarray(joint, dtype=np.float64).copy()
     np.fill_diagonal(off, 0.0)

@@ -98,3 +98,14 @@ def test_a_posterior_on_the_given_label_alone_is_never_wrong():
 def test_bad_input_is_named(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+def test_flip_concentration_is_the_share_of_estimated_flips_from_each_class_main_source():
+    from fld_train.confident import flip_concentration
+
+    joint = np.array([[90, 6, 4], [10, 80, 0], [3, 3, 94]], dtype=float)
+    # off-diagonal: row 0 (6, 4), row 1 (10, 0), row 2 (3, 3): main sources 6 + 10 + 3 of 26
+    assert flip_concentration(joint) == pytest.approx(19 / 26)
+    assert flip_concentration(np.diag([5.0, 5.0])) == 0.0
+    q, labels, _ = _pair_flips()
+    assert flip_concentration(estimate_joint(q, labels)) == 1.0  # all estimated flips are 0 -> 1
