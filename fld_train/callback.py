@@ -146,10 +146,10 @@ class FakeLabelDiscovery(Callback):
             flags) and what the score is. ``"auto"`` (default) ranks by the probability that a
             label is wrong under the class-conditional noise model confident learning estimates
             from the posterior when its estimated wrong labels mostly come, class by class, from
-            one other class (pair-flips: F1 +0.10 to +0.17 at 40%), by the margin otherwise;
-            ``"margin"`` and ``"noise_model"`` force one (docs/tuning.md). TensorBoard logs the
-            choice (``fld/noise_model``) and the concentration it rests on
-            (``fld/flip_concentration``). An explicit ``"noise_model"`` does not combine with
+            one other class and one way (pair-flips: F1 +0.10 to +0.17 at 40%), by the margin
+            otherwise; ``"margin"`` and ``"noise_model"`` force one (docs/tuning.md). TensorBoard
+            logs the choice (``fld/noise_model``) and what it rests on (``fld/flip_concentration``,
+            ``fld/flip_asymmetry``). An explicit ``"noise_model"`` does not combine with
             ``target_precision``.
 
     Example:

@@ -98,6 +98,30 @@ def flip_concentration(joint: np.ndarray) -> float:
     return float(off.max(axis=1).sum() / total) if total > 0 else 0.0
 
 
+def flip_asymmetry(joint: np.ndarray) -> float:
+    """How one-way the estimated flips from each class's main source are.
+
+    A model's own confusion between two classes runs both ways (some of each class look like the
+    other), and the joint counts it as flips in both directions; labels flipped from one class to
+    another by a noise process add flips in one direction only.
+
+    Args:
+        joint: ``(C, C)`` calibrated confident joint (:func:`confident_joint`).
+
+    Returns:
+        ``sum_y (J[y, s_y] - J[s_y, y]) / sum_y J[y, s_y]`` with ``s_y`` the main source of class
+        ``y`` (``argmax_{j != y} J[y, j]``): 1 when no flip goes back, near 0 when as many go back
+        as come, negative when more go back; 0 when no wrong label is estimated.
+    """
+    off = np.asarray(joint, dtype=np.float64).copy()
+    np.fill_diagonal(off, 0.0)
+    classes = np.arange(off.shape[0])
+    source = off.argmax(axis=1)
+    forward = off[classes, source]
+    total = forward.sum()
+    return float((forward - off[source, classes]).sum() / total) if total > 0 else 0.0
+
+
 def bayes_wrong_probability(
     seg: Segments, q: np.ndarray, given: np.ndarray, joint: np.ndarray, pseudo_count: float = PSEUDO_COUNT
 ) -> tuple[np.ndarray, np.ndarray]:

@@ -45,6 +45,7 @@ class LabelReport:
         knn_k: neighbours the check's kNN vote counted (0: not known).
         flip_concentration: share of the check's estimated wrong labels that come from their given
             class's main source (:func:`fld_train.confident.flip_concentration`).
+        flip_asymmetry: how one-way those flips run (:func:`fld_train.confident.flip_asymmetry`).
         noise_model: the scores and flags are the class-conditional noise model's, not the margin's
             (``ranking``; :func:`fld_train.scoring.evaluate`).
     """
@@ -62,6 +63,7 @@ class LabelReport:
     num_classes: int = 0
     knn_k: int = 0
     flip_concentration: float = 0.0
+    flip_asymmetry: float = 0.0
     noise_model: bool = False
 
     @classmethod
@@ -84,6 +86,7 @@ class LabelReport:
             num_classes=int(num_classes),
             knn_k=int(evaluation.knn_k),
             flip_concentration=float(evaluation.flip_concentration),
+            flip_asymmetry=float(evaluation.flip_asymmetry),
             noise_model=bool(evaluation.noise_model),
         )
 

@@ -11,7 +11,7 @@ probable than its given label under ``q`` (its suggested label is ``argmax q``);
 involved. The score is the normalised margin between the best other class and the given class,
 ``(max_{j != y} q_ij - q_iy + 1) / 2`` in ``[0, 1]``, so flagged samples score above 0.5.
 Where the wrong labels that confident learning estimates from ``q`` mostly come, class by class,
-from one other class (pair-flips), the default ``ranking="auto"`` keeps the number of flags per
+from one other class and one way (pair-flips), the default ``ranking="auto"`` keeps the number of flags per
 given class but flags, scores and suggests by the class-conditional noise model of that estimate
 (:mod:`fld_train.confident`), which ranks such noise far better.
 
@@ -39,18 +39,28 @@ from typing import Any
 import numpy as np
 
 from fld_train._validation import check_choice, check_float, check_int, check_labels, check_mask
-from fld_train.confident import bayes_wrong_probability, confident_joint, flip_concentration, per_class_thresholds
+from fld_train.confident import (
+    bayes_wrong_probability,
+    confident_joint,
+    flip_asymmetry,
+    flip_concentration,
+    per_class_thresholds,
+)
 from fld_train.sparse import Segments, SparseProbs
 
 ACTIONS = ("flag", "relabel", "downweight")
 #: How flags are chosen among each class's samples and what the score is (see :func:`evaluate`).
 RANKINGS = ("auto", "margin", "noise_model")
 #: ``ranking="auto"`` ranks by the noise model when at least this share of the estimated wrong labels
-#: come from their given class's main source class (:func:`fld_train.confident.flip_concentration`).
+#: come from their given class's main source class (:func:`fld_train.confident.flip_concentration`) ...
 #: Measured per run: pair-flip noise 0.76-0.99 (0.37 with CIFAR-10's weak 4-epoch model), symmetric
-#: 0.17-0.34, instance-dependent 0.41-0.58 (docs/benchmarks.md, "A class-conditional noise model as
-#: the ranking").
+#: 0.17-0.34, instance-dependent 0.41-0.58 but up to 0.95 with a model that memorised its labels
+#: (docs/benchmarks.md, "A class-conditional noise model as the ranking").
 NOISE_MODEL_CONCENTRATION = 0.7
+#: ... and those flips run one way at least this much (:func:`fld_train.confident.flip_asymmetry`):
+#: a model's own confusions run both ways. Measured where the concentration passed: pair-flip and
+#: planted noise 0.38-1.00, instance-dependent noise and clean labels 0.06-0.16.
+NOISE_MODEL_ASYMMETRY = 0.25
 #: Default weight of the training dynamics (the model's mean softmax) in the combined posterior; the
 #: neighbourhood vote gets the rest (docs/benchmarks.md, "Weighting the two witnesses").
 MODEL_WEIGHT = 0.5
@@ -78,8 +88,10 @@ class Evaluation:
         knn_k: neighbours each kNN vote counted (0: not known, e.g. votes given to :func:`evaluate`).
         flip_concentration: share of the estimated wrong labels that come from their given class's
             main source (:func:`fld_train.confident.flip_concentration`).
+        flip_asymmetry: how one-way those flips run (:func:`fld_train.confident.flip_asymmetry`).
         noise_model: the flags and scores are the noise model's (``ranking="noise_model"``, or
-            ``"auto"`` with a concentration of at least :data:`NOISE_MODEL_CONCENTRATION`).
+            ``"auto"`` with both statistics at their thresholds, :data:`NOISE_MODEL_CONCENTRATION`
+            and :data:`NOISE_MODEL_ASYMMETRY`).
     """
 
     scores: np.ndarray
@@ -91,13 +103,15 @@ class Evaluation:
     signals: dict[str, np.ndarray] = field(default_factory=dict)
     knn_k: int = 0
     flip_concentration: float = 0.0
+    flip_asymmetry: float = 0.0
     noise_model: bool = False
 
     def state_dict(self) -> dict[str, Any]:
         """Arrays and numbers only (for checkpoints): the fields, each signal as ``signal/<name>``."""
         state: dict[str, Any] = {name: getattr(self, name) for name in _ARRAY_FIELDS}
         state.update({f"signal/{name}": values for name, values in self.signals.items()})
-        state.update(knn_k=self.knn_k, flip_concentration=self.flip_concentration, noise_model=self.noise_model)
+        state.update(knn_k=self.knn_k, flip_concentration=self.flip_concentration,
+                     flip_asymmetry=self.flip_asymmetry, noise_model=self.noise_model)
         return state
 
     @classmethod
@@ -109,7 +123,7 @@ class Evaluation:
         signals = {key[len("signal/"):]: np.asarray(v) for key, v in state.items() if key.startswith("signal/")}
         return cls(**{name: np.asarray(state[name]) for name in _ARRAY_FIELDS}, signals=signals,
                    knn_k=int(state.get("knn_k", 0)), flip_concentration=float(state.get("flip_concentration", 0.0)),
-                   noise_model=bool(state.get("noise_model", False)))
+                   flip_asymmetry=float(state.get("flip_asymmetry", 0.0)), noise_model=bool(state.get("noise_model", False)))
 
 
 _ARRAY_FIELDS = ("scores", "flagged", "suggested_labels", "decisions", "weights", "thresholds")
@@ -265,7 +279,8 @@ def evaluate(
             suggested label is its most probable other class under that model. It ranks far better
             where each class's wrong labels come mostly from one other class (pair-flips) and worse
             under symmetric and instance-dependent noise. ``"auto"`` (default): ``"noise_model"``
-            when the estimated wrong labels are concentrated so (:data:`NOISE_MODEL_CONCENTRATION`)
+            when the estimated wrong labels come mostly from each class's main source
+            (:data:`NOISE_MODEL_CONCENTRATION`) and mostly one way (:data:`NOISE_MODEL_ASYMMETRY`)
             and ``target_precision`` is not set, ``"margin"`` otherwise (docs/tuning.md). An
             explicit ``"noise_model"`` does not combine with ``target_precision``, whose estimate
             the noise model's uncalibrated scores would break.
@@ -367,10 +382,10 @@ def _evaluate_impl(
     if target_precision is not None:  # after the cap: a stricter target only ever removes flags
         flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
     joint = confident_joint(seg, seg_q, given, seen, num_classes)
-    concentration = flip_concentration(joint)
+    concentration, asymmetry = flip_concentration(joint), flip_asymmetry(joint)
     if ranking == "auto":
-        concentrated = target_precision is None and concentration >= NOISE_MODEL_CONCENTRATION
-        ranking = "noise_model" if concentrated else "margin"
+        one_way = concentration >= NOISE_MODEL_CONCENTRATION and asymmetry >= NOISE_MODEL_ASYMMETRY
+        ranking = "noise_model" if one_way and target_precision is None else "margin"
     if ranking == "noise_model":  # the same count per class, the most likely wrong under the noise model
         p_wrong, likely = bayes_wrong_probability(seg, seg_q, given, joint)
         counts = np.bincount(given[flagged], minlength=num_classes)
@@ -421,5 +436,6 @@ def _evaluate_impl(
         thresholds=thresholds,
         signals=signals,
         flip_concentration=concentration,
+        flip_asymmetry=asymmetry,
         noise_model=ranking == "noise_model",
     )

@@ -64,8 +64,9 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
 
     Always: counts and fractions of flagged, relabeled, down-weighted and review samples
     (``relabeled`` and ``downweighted`` count what training uses after the check), and the kNN
-    vote's ``k``, the concentration of the estimated wrong labels and whether the noise model ranked
-    (``flip_concentration``, ``noise_model``) when the report comes from a check (``knn_k``). With
+    vote's ``k``, the concentration and asymmetry of the estimated wrong labels and whether the noise
+    model ranked (``flip_concentration``, ``flip_asymmetry``, ``noise_model``) when the report comes
+    from a check (``knn_k``). With
     ``noise_mask``: precision, recall, F1 and AUROC of the flags. With reviews applied: the share
     of automatic corrections reviewers confirmed. With ``per_class``: the counts per given class.
     """
@@ -83,6 +84,7 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
     if report.knn_k > 0:
         out[f"{PREFIX}/knn_k"] = float(report.knn_k)
         out[f"{PREFIX}/flip_concentration"] = report.flip_concentration
+        out[f"{PREFIX}/flip_asymmetry"] = report.flip_asymmetry
         out[f"{PREFIX}/noise_model"] = float(report.noise_model)
     if noise_mask is not None:
         m = detection_metrics(report.flagged, report.scores, noise_mask)

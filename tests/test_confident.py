@@ -109,3 +109,16 @@ def test_flip_concentration_is_the_share_of_estimated_flips_from_each_class_main
     assert flip_concentration(np.diag([5.0, 5.0])) == 0.0
     q, labels, _ = _pair_flips()
     assert flip_concentration(estimate_joint(q, labels)) == 1.0  # all estimated flips are 0 -> 1
+
+
+def test_flip_asymmetry_is_one_for_one_way_flips_and_zero_for_two_way_ones():
+    from fld_train.confident import flip_asymmetry
+
+    joint = np.array([[90, 8, 2], [2, 80, 6], [1, 1, 94]], dtype=float)
+    # row 0: source 1, forward 8, back J[1, 0] = 2; row 1: source 2, forward 6, back J[2, 1] = 1;
+    # row 2: source 0 (tie 1, 1: the first), forward 1, back J[0, 2] = 2
+    assert flip_asymmetry(joint) == pytest.approx(((8 - 2) + (6 - 1) + (1 - 2)) / (8 + 6 + 1))
+    assert flip_asymmetry(np.array([[50, 10], [10, 50]], dtype=float)) == 0.0  # both ways alike
+    assert flip_asymmetry(np.diag([5.0, 5.0])) == 0.0
+    q, labels, _ = _pair_flips()
+    assert flip_asymmetry(estimate_joint(q, labels)) == 1.0

@@ -211,8 +211,9 @@ def test_an_evaluation_round_trips_through_its_state_dict():
         np.testing.assert_array_equal(getattr(back, name), getattr(ev, name), err_msg=name)
         assert getattr(back, name).dtype == getattr(ev, name).dtype
     assert back.signals.keys() == ev.signals.keys() and back.knn_k == ev.knn_k
-    assert (back.flip_concentration, back.noise_model) == (ev.flip_concentration, ev.noise_model)
-    old = {k: v for k, v in state.items() if k not in ("flip_concentration", "noise_model")}  # older checkpoints
+    assert (back.flip_concentration, back.flip_asymmetry, back.noise_model) == (
+        ev.flip_concentration, ev.flip_asymmetry, ev.noise_model)
+    old = {k: v for k, v in state.items() if k not in ("flip_concentration", "flip_asymmetry", "noise_model")}
     assert scoring.Evaluation.from_state_dict(old).noise_model is False
     for name, values in ev.signals.items():
         np.testing.assert_array_equal(back.signals[name], values)
@@ -256,7 +257,7 @@ def test_auto_ranking_uses_the_noise_model_only_where_the_estimated_flips_are_co
     given, q, _ = _memorised_pair_flips()
     auto = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0)
     noise = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0, ranking="noise_model")
-    assert auto.flip_concentration == 1.0 and auto.noise_model  # every estimated flip is 0 -> 1
+    assert auto.flip_concentration == 1.0 and auto.flip_asymmetry == 1.0 and auto.noise_model  # all 0 -> 1
     np.testing.assert_array_equal(auto.flagged, noise.flagged)
     np.testing.assert_array_equal(auto.scores, noise.scores)
     strict = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0, target_precision=0.5)
@@ -272,6 +273,10 @@ def test_auto_ranking_uses_the_noise_model_only_where_the_estimated_flips_are_co
     assert auto.flip_concentration < 0.6 and not auto.noise_model
     np.testing.assert_array_equal(auto.flagged, margin.flagged)
     np.testing.assert_array_equal(auto.scores, margin.scores)
+    # two-way flips: classes 0 and 1 swap labels both ways, as a model's own confusions do
+    given = np.where((true < 2) & (rng.random(600) < 0.3), 1 - true, true)
+    auto = scoring.evaluate(given, q, q)
+    assert auto.flip_concentration > 0.9 and abs(auto.flip_asymmetry) < 0.3 and not auto.noise_model
 
 
 def test_ranking_is_validated_and_not_combined_with_target_precision():

@@ -64,6 +64,7 @@ def test_count_scalars_equal_the_report(run):
     assert _last(acc, "fld/flagged_fraction") == pytest.approx(report.flagged.mean(), rel=1e-6)
     assert _last(acc, "fld/knn_k") == report.knn_k and report.knn_k in (5, 10, 20, 30, 50, 100)
     assert _last(acc, "fld/flip_concentration") == pytest.approx(report.flip_concentration)
+    assert _last(acc, "fld/flip_asymmetry") == pytest.approx(report.flip_asymmetry)
     assert _last(acc, "fld/noise_model") == float(report.noise_model)
 
 
@@ -133,7 +134,7 @@ def test_tensorboard_false_writes_only_the_counts(tmp_path):
     assert not acc.Tags()["images"] and not acc.Tags()["histograms"]
     assert {t for t in acc.Tags()["scalars"] if t.startswith("fld")} == {
         f"fld/{k}{s}" for k in ("flagged", "relabeled", "downweighted", "review") for s in ("", "_fraction")} | {
-        "fld/knn_k", "fld/flip_concentration", "fld/noise_model"}
+        "fld/knn_k", "fld/flip_concentration", "fld/flip_asymmetry", "fld/noise_model"}
 
 
 def _free_port() -> int:
