@@ -224,7 +224,7 @@ def main() -> None:
             cols = [statistics.mean(row[i] for row in measured) for i in range(6)]
             name = method if len(measured) == len(per_seed) else f"{method} ({len(measured)} of {len(per_seed)} seeds)"
             ks = "/".join(str(row[6]) for row in measured) if measured[0][6] else "-"
-            noise_model = "/".join("yes" if row[7] else "no" for row in measured) if measured[0][6] else "-"
+            noise_model = "-" if method == "cleanlab 5-fold" else "/".join("yes" if row[7] else "no" for row in measured)
             print(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in cols[:4])
                   + f" | {cols[4]:.1%} | " + ("-" if np.isnan(cols[5]) else f"{cols[5]:.1%}")
                   + f" | {ks} | {noise_model} |", flush=True)
