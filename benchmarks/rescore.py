@@ -89,9 +89,10 @@ def load_store(saved: Any) -> SampleStore:
 
 
 def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
-    """``method -> (precision, recall, F1, AUROC, flagged share, correction, kNN k, noise model)`` for
-    one saved run (k 0: cleanlab; correction NaN when the run did not save its true labels; noise model
-    1 when the check ranked by it, ``ranking``)."""
+    """``method -> (precision, recall, F1, AUROC, flagged share, correction, kNN k, noise model, flip
+    concentration, flip asymmetry)`` for one saved run (k 0: cleanlab; correction NaN when the run did
+    not save its true labels; noise model 1 when the check ranked by it, ``ranking``, whose statistics
+    follow)."""
     saved = np.load(path)
     labels, mask = saved["labels"], saved["mask"]
     true = saved["true_labels"] if "true_labels" in saved.files else None
@@ -126,11 +127,11 @@ def rows_for(path: Path, variants: list[str]) -> dict[str, tuple[float, ...]]:
         else:
             ranking = _ranking(ev, rank_by)
         out[variant] = (*_row(flagged, ranking, mask), correction(flagged, ev.suggested_labels),
-                        ev.knn_k, int(ev.noise_model))
+                        ev.knn_k, int(ev.noise_model), ev.flip_concentration, ev.flip_asymmetry)
     if "oos" in saved.files:
         flagged, scores = cleanlab_verdict(labels, saved["oos"])
         out["cleanlab 5-fold"] = (*_row(flagged, scores, mask), correction(flagged, best_other(saved["oos"], labels)),
-                                  0, 0)
+                                  0, 0, float("nan"), float("nan"))
     return out
 
 
@@ -217,14 +218,15 @@ def main() -> None:
     for setting, paths in saved_runs(args.save_dir).items():
         per_seed = [rows_for(p, args.variants) for p in paths]
         print(f"\n{setting}, mean over {len(paths)} seed(s) ({', '.join(p.stem for p in paths)})")
-        print("| method | precision | recall | F1 | AUROC | flagged | correction | k per seed | noise model per seed |\n"
-              "|---|---|---|---|---|---|---|---|---|")
+        print("| method | precision | recall | F1 | AUROC | flagged | correction | k per seed "
+              "| noise model per seed (flip concentration / asymmetry) |\n|---|---|---|---|---|---|---|---|---|")
         for method in dict.fromkeys(m for rows in per_seed for m in rows):
             measured = [rows[method] for rows in per_seed if method in rows]
             cols = [statistics.mean(row[i] for row in measured) for i in range(6)]
             name = method if len(measured) == len(per_seed) else f"{method} ({len(measured)} of {len(per_seed)} seeds)"
             ks = "/".join(str(row[6]) for row in measured) if measured[0][6] else "-"
-            noise_model = "-" if method == "cleanlab 5-fold" else "/".join("yes" if row[7] else "no" for row in measured)
+            noise_model = "-" if method == "cleanlab 5-fold" else ", ".join(
+                f"{'yes' if row[7] else 'no'} ({row[8]:.2f} / {row[9]:.2f})" for row in measured)
             print(f"| {name} | " + " | ".join("-" if np.isnan(v) else f"{v:.3f}" for v in cols[:4])
                   + f" | {cols[4]:.1%} | " + ("-" if np.isnan(cols[5]) else f"{cols[5]:.1%}")
                   + f" | {ks} | {noise_model} |", flush=True)
