@@ -62,16 +62,17 @@ def confident_classes(seg: Segments, q: np.ndarray, thresholds: np.ndarray) -> n
 
 
 def confident_joint(
-    seg: Segments, q: np.ndarray, given: np.ndarray, seen: np.ndarray, num_classes: int
+    seg: Segments, q: np.ndarray, given: np.ndarray, seen: np.ndarray, thresholds: np.ndarray
 ) -> np.ndarray:
-    """The calibrated confident joint of the posterior ``q`` (``(S,)`` per segment of ``seg``).
+    """The calibrated confident joint of the posterior ``q`` (``(S,)`` per segment of ``seg``), with
+    the class thresholds ``(C,)`` of :func:`per_class_thresholds` over the ``seen`` samples.
 
     Returns:
         ``(C, C)`` float: ``[y, j]`` counts the ``seen`` samples labelled ``y`` that are confidently
         in ``j`` (:func:`confident_classes`), each row rescaled to the number of seen samples
         labelled ``y`` (rows sum to those counts; a class no sample reaches keeps a zero row).
     """
-    thresholds = per_class_thresholds(seg.at(q, given), given, seen, num_classes)
+    num_classes = thresholds.size
     confident = confident_classes(seg, q, thresholds)
     has = seen & (confident >= 0)
     joint = np.zeros((num_classes, num_classes))
@@ -92,10 +93,9 @@ def flip_concentration(joint: np.ndarray) -> float:
         when they come from all classes alike (symmetric noise; the model's own confusions keep it
         above that); 0 when no wrong label is estimated.
     """
-    off = np.asarray(joint, dtype=np.float64).copy()
-    np.fill_diagonal(off, 0.0)
+    off, forward, _ = _main_flips(joint)
     total = off.sum()
-    return float(off.max(axis=1).sum() / total) if total > 0 else 0.0
+    return float(forward.sum() / total) if total > 0 else 0.0
 
 
 def flip_asymmetry(joint: np.ndarray) -> float:
@@ -113,13 +113,19 @@ def flip_asymmetry(joint: np.ndarray) -> float:
         ``y`` (``argmax_{j != y} J[y, j]``): 1 when no flip goes back, near 0 when as many go back
         as come, negative when more go back; 0 when no wrong label is estimated.
     """
+    _, forward, backward = _main_flips(joint)
+    total = forward.sum()
+    return float((forward - backward).sum() / total) if total > 0 else 0.0
+
+
+def _main_flips(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(off, forward, backward)``: the joint off its diagonal, and per class ``y`` the flips from
+    its main source ``s_y`` (``J[y, s_y]``) and those going back (``J[s_y, y]``)."""
     off = np.asarray(joint, dtype=np.float64).copy()
     np.fill_diagonal(off, 0.0)
     classes = np.arange(off.shape[0])
     source = off.argmax(axis=1)
-    forward = off[classes, source]
-    total = forward.sum()
-    return float((forward - off[source, classes]).sum() / total) if total > 0 else 0.0
+    return off, off[classes, source], off[source, classes]
 
 
 def bayes_wrong_probability(
@@ -173,8 +179,8 @@ def confident_labels(
     Returns:
         ``(N,)`` int64 class, or ``-1`` where a sample reaches no class's threshold.
     """
-    seg, q, given, seen, c = _prepare(posterior, given_labels, num_classes, seen)
-    return confident_classes(seg, q, per_class_thresholds(seg.at(q, given), given, seen, c))
+    seg, q, _, _, thresholds = _prepare(posterior, given_labels, num_classes, seen)
+    return confident_classes(seg, q, thresholds)
 
 
 def estimate_joint(
@@ -196,8 +202,7 @@ def estimate_joint(
     Returns:
         ``(C, C)``: ``[y, j]`` estimates how many samples labelled ``y`` belong to class ``j``.
     """
-    seg, q, given, seen, c = _prepare(posterior, given_labels, num_classes, seen)
-    return confident_joint(seg, q, given, seen, c)
+    return confident_joint(*_prepare(posterior, given_labels, num_classes, seen))
 
 
 def wrong_label_probability(
@@ -229,13 +234,14 @@ def wrong_label_probability(
     """
     pseudo_count = check_positive("pseudo_count", pseudo_count,
                                   hint="It is added to every cell of the estimated joint, e.g. 1.0.")
-    seg, q, given, seen, c = _prepare(posterior, given_labels, num_classes, seen)
-    return bayes_wrong_probability(seg, q, given, confident_joint(seg, q, given, seen, c), pseudo_count)
+    seg, q, given, seen, thresholds = _prepare(posterior, given_labels, num_classes, seen)
+    return bayes_wrong_probability(seg, q, given, confident_joint(seg, q, given, seen, thresholds), pseudo_count)
 
 
 def _prepare(
     posterior: np.ndarray | SparseProbs, given_labels: np.ndarray, num_classes: int | None, seen: np.ndarray | None
-) -> tuple[Segments, np.ndarray, np.ndarray, np.ndarray, int]:
+) -> tuple[Segments, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Validate, then ``(segments, posterior per segment, given labels, seen, class thresholds)``."""
     if isinstance(posterior, SparseProbs):
         if num_classes is None:
             raise ValueError("`num_classes` is required when `posterior` is a SparseProbs.")
@@ -258,4 +264,5 @@ def _prepare(
     channels = np.zeros((1, n, classes.shape[1]))
     channels[0, :, 1:] = sparse.values
     seg = Segments.merge(classes, channels)
-    return seg, seg.values[0], given, mask, c
+    q = seg.values[0]
+    return seg, q, given, mask, per_class_thresholds(seg.at(q, given), given, mask, c)

@@ -381,7 +381,7 @@ def _evaluate_impl(
     over_cap, flagged = flagged & ~capped, capped
     if target_precision is not None:  # after the cap: a stricter target only ever removes flags
         flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
-    joint = confident_joint(seg, seg_q, given, seen, num_classes)
+    joint = confident_joint(seg, seg_q, given, seen, thresholds)  # the thresholds above
     concentration, asymmetry = flip_concentration(joint), flip_asymmetry(joint)
     if ranking == "auto":
         one_way = concentration >= NOISE_MODEL_CONCENTRATION and asymmetry >= NOISE_MODEL_ASYMMETRY

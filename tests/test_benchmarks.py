@@ -96,7 +96,9 @@ def test_knn_scale_compares_an_ivf_search_with_the_exact_one(monkeypatch):
     assert 0.5 <= row["recall_at_10"] <= 1.0 and 0.5 <= row["vote_agreement"] <= 1.0
 
 
-def test_relabel_options_reach_the_relabel_run(monkeypatch):
+@pytest.fixture
+def recorded_callbacks(monkeypatch):
+    """The detection script, with every FakeLabelDiscovery it makes recording its keyword arguments."""
     bench = _load("detection")
     made = []
 
@@ -106,6 +108,11 @@ def test_relabel_options_reach_the_relabel_run(monkeypatch):
             super().__init__(*args, **kwargs)
 
     monkeypatch.setattr(bench, "FakeLabelDiscovery", Recording)
+    return bench, made
+
+
+def test_relabel_options_reach_the_relabel_run(recorded_callbacks):
+    bench, made = recorded_callbacks
     data = bench.load_digits_data()
     small = replace(data, x=data.x[:300], y=data.y[:300], epochs=2, hidden=16)
     rows = bench.run_setting(small, "symmetric:0.2", seed=0, clean_acc=0.9, methods=("relabel",),
@@ -115,16 +122,8 @@ def test_relabel_options_reach_the_relabel_run(monkeypatch):
                      "uncertain_action": "downweight"}]
 
 
-def test_flag_options_reach_the_flag_and_monitor_runs(monkeypatch):
-    bench = _load("detection")
-    made = []
-
-    class Recording(bench.FakeLabelDiscovery):
-        def __init__(self, *args, **kwargs):
-            made.append(kwargs)
-            super().__init__(*args, **kwargs)
-
-    monkeypatch.setattr(bench, "FakeLabelDiscovery", Recording)
+def test_flag_options_reach_the_flag_and_monitor_runs(recorded_callbacks):
+    bench, made = recorded_callbacks
     data = bench.load_digits_data()
     small = bench.with_validation(replace(data, x=data.x[:300], y=data.y[:300], epochs=2, hidden=16))
     rows = bench.run_setting(small, "pairflip:0.4", seed=0, clean_acc=0.9, methods=("flag", "monitor"),
