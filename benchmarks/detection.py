@@ -237,11 +237,13 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
     rows: dict[str, dict[str, float]] = {}
     saved: dict[str, np.ndarray] = {"labels": labels, "mask": mask, "true_labels": data.y}
 
-    def row(name, flagged, scores, suggested, time_ratio, test_acc, relabels_right=float("nan")):
+    def row(name, flagged, scores, suggested, time_ratio, test_acc, relabels_right=float("nan"), noise_model=None):
         rows[name] = {**flag_metrics(flagged, scores, mask),
                       "correction": correction_accuracy(flagged, suggested, data.y),
                       "relabels_right": relabels_right, "test_acc": test_acc, "time": time_ratio,
                       "clean_acc": clean_acc}
+        if noise_model is not None:  # the ranking the report's check used (``ranking="auto"`` chooses)
+            rows[name]["noise_model"] = float(noise_model)
 
     plain, t_plain, _ = fit(data, data.x, labels, seed, val_labels=val_labels)
     plain_acc = float(np.mean(predict(plain, data.x_test).argmax(1) == data.y_test))
@@ -251,7 +253,8 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
         fld = discovery(**(flag_options or {}))
         model, t_fld, _ = fit(data, data.x, labels, seed, [fld], val_labels)
         rep = fld.report()
-        row("fld-train", rep.flagged, rep.scores, rep.suggested_labels, t_fld / t_plain, plain_acc)
+        row("fld-train", rep.flagged, rep.scores, rep.suggested_labels, t_fld / t_plain, plain_acc,
+            noise_model=rep.noise_model)
         saved.update({f"store_{key}": np.asarray(value) for key, value in fld.store.state_dict().items()
                       if value is not None})
     if "monitor" in methods:
@@ -261,7 +264,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
         _, t_m, _ = fit(data, data.x, labels, seed, [fld_m], val_labels)
         rep = fld_m.report()
         name = f"fld-train, monitor={monitor}"
-        row(name, rep.flagged, rep.scores, rep.suggested_labels, t_m / t_plain, plain_acc)
+        row(name, rep.flagged, rep.scores, rep.suggested_labels, t_m / t_plain, plain_acc, noise_model=rep.noise_model)
         rows[name]["check_epoch"] = rep.epoch + 1  # the epoch (1-based) whose check the report holds
     if "relabel" in methods:
         _relabel_row(data, labels, seed, t_plain, row, relabel_options or {}, val_labels)
@@ -309,7 +312,7 @@ def _relabel_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, row:
     changed = ds_r.current_labels != labels
     row("fld-train relabel", rep_r.flagged, rep_r.scores, rep_r.suggested_labels, t_r / t_plain,
         float(np.mean(predict(model_r, data.x_test).argmax(1) == data.y_test)),
-        correction_accuracy(changed, ds_r.current_labels, data.y))
+        correction_accuracy(changed, ds_r.current_labels, data.y), noise_model=rep_r.noise_model)
 
 
 def _cleanlab_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_acc: float,
@@ -340,7 +343,7 @@ def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_
                          TensorDataset(torch.from_numpy(data.x), torch.from_numpy(labels)), 10,
                          folds=5, make_trainer=partial(make_trainer, data), batch_size=data.batch_size, seed=seed)
     row("fld-train K-fold", kf.report.flagged, kf.report.scores, kf.report.suggested_labels,
-        (time.perf_counter() - start) / t_plain, plain_acc)
+        (time.perf_counter() - start) / t_plain, plain_acc, noise_model=kf.report.noise_model)
     return {f"kfold_{name}_{field}": getattr(getattr(kf, attribute), field)
             for name, attribute in KFOLD_PARTS.items() for field in ("classes", "values")}
 
@@ -477,6 +480,11 @@ def print_table(title: str, per_seed: list[dict[str, dict[str, float]]], seeds: 
             "-" if np.isnan(mean[c]) else (f"{mean[c]:.1%}" if c in SHARES
                                              else f"{mean[c]:.2f}x" if c == "time" else f"{mean[c]:.3f}")
             for c in COLUMNS) + " |", flush=True)
+    for method in dict.fromkeys(m for rows in per_seed for m in rows):
+        chosen = [(s, r[method]["noise_model"]) for s, r in zip(seeds, per_seed) if "noise_model" in r.get(method, {})]
+        if chosen:
+            print(f"{method}: the report's check ranked by the noise model in seeds "
+                  f"{[s for s, n in chosen if n]} of {[s for s, _ in chosen]}")
 
 
 def print_merged(paths: list[str]) -> None:

@@ -46,8 +46,22 @@ def test_detection_benchmark_rows(noise):
             assert r["correction"] == 0.0, method
         if method != "fld-train relabel":  # the relabel run's may be NaN too: two epochs may relabel nothing
             assert np.isnan(r["relabels_right"]), method
+        # fld-train's rows say which ranking their report's check used; the other methods have none
+        assert ("noise_model" in r) == method.startswith("fld-train"), method
+        assert r.get("noise_model", 0.0) in (0.0, 1.0), method
     # ratios only; their size is measured by the benchmark itself, never asserted in a unit test
     assert all(r["time"] > 0 for r in rows.values())
+
+
+def test_tables_say_in_which_seeds_the_noise_model_ranked(capsys):
+    bench = _load("detection")
+    row = {c: 0.5 for c in bench.COLUMNS}
+    per_seed = [{"fld-train": {**row, "noise_model": 1.0}, "kNN": row},
+                {"fld-train": {**row, "noise_model": 0.0}, "kNN": row}]
+    bench.print_table("title", per_seed, [3, 4])
+    out = capsys.readouterr().out
+    assert "fld-train: the report's check ranked by the noise model in seeds [3] of [3, 4]" in out
+    assert "kNN:" not in out
 
 
 def test_best_other_is_the_most_probable_class_but_the_given_one():
@@ -130,6 +144,7 @@ def test_flag_options_reach_the_flag_and_monitor_runs(recorded_callbacks):
                              flag_options={"ranking": "margin"}, monitor="val_acc")
     assert set(rows) == {"fld-train", "fld-train, monitor=val_acc"}
     assert [m["ranking"] for m in made] == ["margin", "margin"]
+    assert [r["noise_model"] for r in rows.values()] == [0.0, 0.0]
     assert made[1]["monitor"] == "val_acc" and made[1]["mode"] == "max"
 
 
@@ -291,6 +306,7 @@ def test_relabel_trace_benchmark_rows():
     assert [t.epoch for t in traces] == [1, 3]  # every 2 epochs; the last epoch was checked, so no final check
     for t in traces:
         assert t.relabeled + t.downweighted <= t.flagged
+        assert isinstance(t.noise_model, bool)
         assert np.isnan(t.relabels_right) or 0.0 <= t.relabels_right <= 1.0
     assert 0.0 <= test_acc <= 1.0 and 0.0 <= wrong_left <= 1.0
 
