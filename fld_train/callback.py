@@ -90,8 +90,9 @@ class FakeLabelDiscovery(Callback):
         num_classes: number of classes C.
         check_every_n_epochs: run a check after every this many training epochs.
         action: ``"flag"`` only observes and reports; ``"relabel"`` swaps a flagged sample's label
-            when the model and its neighbours each give the new one a majority (the other flagged
-            samples are left for review or down-weighted, see ``uncertain_action``);
+            when the model and its neighbours each give the new one a majority (under the noise
+            model, see ``ranking``, the neighbours alone; the other flagged samples are left for
+            review or down-weighted, see ``uncertain_action``);
             ``"downweight"`` lowers a flagged sample's weight to ``1 - score``.
         head: dotted name of the classifier layer, overriding the automatic search.
         k: neighbours in the kNN check, or ``"auto"`` (default): at each check, the count among
@@ -149,7 +150,9 @@ class FakeLabelDiscovery(Callback):
             one other class and one way (pair-flips: F1 +0.10 to +0.17 at 40%), by the margin
             otherwise; ``"margin"`` and ``"noise_model"`` force one (docs/tuning.md). TensorBoard
             logs the choice (``fld/noise_model``) and what it rests on (``fld/flip_concentration``,
-            ``fld/flip_asymmetry``). An explicit ``"noise_model"`` does not combine with
+            ``fld/flip_asymmetry``). Under the noise model a relabel needs the neighbours'
+            majority, not the model's, which a model trained on one-way flips does not give the
+            flipped samples' true class. An explicit ``"noise_model"`` does not combine with
             ``target_precision``.
 
     Example:

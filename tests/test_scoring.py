@@ -253,6 +253,28 @@ def test_noise_model_ranking_keeps_the_count_per_class_and_picks_the_likely_flip
     np.testing.assert_array_equal(noise.decisions[noise.flagged], scoring.REVIEW)
 
 
+def test_under_the_noise_model_a_relabel_needs_the_neighbours_majority_not_the_models():
+    given, q, wrong = _memorised_pair_flips()
+    model, knn = q.copy(), q.copy()
+    model[:140] = [0.6, 0.3, 0.1]  # class 0's threshold 0.7, so the memorised flips below are confident
+    memorised = np.arange(570, 600)
+    knn[memorised] = [1.0, 0.0, 0.0]  # the model holds 0.45 of class 0 (it memorised), the neighbours all of it
+    margin = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0, ranking="margin")
+    noise = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0, ranking="noise_model")
+    auto = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0)
+    np.testing.assert_allclose(noise.signals["model_suggested_prob"][memorised], 0.45)
+    assert np.all(margin.flagged[memorised]) and np.all(margin.decisions[memorised] == scoring.REVIEW)
+    for ev in (noise, auto):
+        assert ev.noise_model
+        relabeled = ev.decisions == scoring.RELABEL
+        np.testing.assert_array_equal(relabeled, wrong)  # every flip, memorised or not; no clean sample
+        np.testing.assert_array_equal(ev.suggested_labels[relabeled], 0)
+        assert np.all(ev.decisions[530:540] == scoring.REVIEW)  # hard clean samples: not confident in class 2
+    knn[memorised] = [0.45, 0.5, 0.05]  # without the neighbours' majority the noise model relabels nothing of them
+    noise = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0, ranking="noise_model")
+    assert not np.any(noise.decisions[memorised] == scoring.RELABEL)
+
+
 def test_auto_ranking_uses_the_noise_model_only_where_the_estimated_flips_are_concentrated():
     given, q, _ = _memorised_pair_flips()
     auto = scoring.evaluate(given, q, q, max_flag_class_fraction=1.0)
