@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import logging
+from dataclasses import replace
 
 import lightning.pytorch as pl
 import numpy as np
@@ -14,6 +15,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from torch.utils.data import DataLoader, TensorDataset
 
 from fld_train import FakeLabelDiscovery, RelabeledDataset
+from fld_train.check import run_check
 from fld_train.demo import MLPClassifier, load_digits_split
 from fld_train.noise import inject_noise
 
@@ -192,6 +194,30 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
     np.testing.assert_array_equal(fresh.store.prob_sum, fld.store.prob_sum)
     np.testing.assert_array_equal(fresh.dataset.current_labels, ds.current_labels)
     assert fresh.dataset.audit_log == ds.audit_log
+
+
+def test_each_check_hears_whether_the_last_one_ranked_by_the_noise_model(digits, monkeypatch):
+    import fld_train.callback as callback_module
+
+    x, _, noisy, _ = digits
+    heard = []
+
+    def recording_check(*args, **kwargs):
+        heard.append(kwargs["previous_noise_model"])
+        evaluation = run_check(*args, **kwargs)
+        return replace(evaluation, noise_model=len(heard) != 2)  # the second check "keeps the margin"
+
+    monkeypatch.setattr(callback_module, "run_check", recording_check)
+    fld = FakeLabelDiscovery(10, check_every_n_epochs=1, action="relabel", tensorboard=False)
+    _fit(x, noisy, fld, epochs=4)
+    assert heard == [False, True, False, True]  # the first check has no predecessor
+    state = fld.state_dict()
+    assert state["previous_noise_model"] is True
+    fresh = FakeLabelDiscovery(10, check_every_n_epochs=1, action="relabel")
+    fresh._restore(state)
+    assert fresh._previous_noise_model is True
+    fresh._restore({k: v for k, v in state.items() if k != "previous_noise_model"})  # older checkpoints
+    assert fresh._previous_noise_model is False
 
 
 @pytest.mark.parametrize(

@@ -261,9 +261,14 @@ def test_under_the_noise_model_a_relabel_needs_the_neighbours_majority_not_the_m
     knn[memorised] = [1.0, 0.0, 0.0]  # the model holds 0.45 of class 0 (it memorised), the neighbours all of it
     margin = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0, ranking="margin")
     noise = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0, ranking="noise_model")
-    auto = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0)
+    auto = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0,
+                            previous_noise_model=True)
     np.testing.assert_allclose(noise.signals["model_suggested_prob"][memorised], 0.45)
     assert np.all(margin.flagged[memorised]) and np.all(margin.decisions[memorised] == scoring.REVIEW)
+    # "auto"'s first switch ranks by the noise model but keeps the majority gate: a second check must agree
+    first = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0)
+    assert first.noise_model and np.all(first.decisions[memorised] == scoring.REVIEW)
+    np.testing.assert_array_equal(first.flagged, auto.flagged)
     for ev in (noise, auto):
         assert ev.noise_model
         relabeled = ev.decisions == scoring.RELABEL
@@ -306,6 +311,8 @@ def test_ranking_is_validated_and_not_combined_with_target_precision():
         scoring.evaluate(*_case(), ranking="loss")
     with pytest.raises(ValueError, match="`target_precision=0.9` needs `ranking='margin'` or 'auto'"):
         scoring.evaluate(*_case(), ranking="noise_model", target_precision=0.9)
+    with pytest.raises(TypeError, match="`previous_noise_model` must be a bool, got 'yes'"):
+        scoring.evaluate(*_case(), previous_noise_model="yes")
 
 
 def test_top_per_class_keeps_the_best_scored_of_each_class():
