@@ -28,8 +28,8 @@ agreement it stayed at 0.854 (docs/benchmarks.md, "The relabel loop").
 
 Under the noise model the model's belief has already been weighed, by Bayes' rule, in the
 probability that ranked the sample among its class's flags, and a model trained on labels of which a
-share was flipped one way keeps part of its belief on the flipped label however right it is, so a
-majority of it is the wrong test: there a flag is relabeled when it is confidently in its suggested
+share was flipped one way keeps part of its belief on the flipped label even where it has learned
+the true class, so a majority of it is the wrong test: there a flag is relabeled when it is confidently in its suggested
 class and the neighbours give that class a majority. What licenses the looser test is the data-level
 evidence that turned the noise model on (concentrated, one-way flips), so with ``ranking="auto"``
 two checks in a row must have chosen it (``previous_noise_model``): on clean data a single check's
@@ -254,9 +254,9 @@ def evaluate(
         action: a flagged sample's decision is ``"review"`` (no change) unless ``action`` is
             ``"relabel"`` and the sample is confidently in its suggested class and the model's mean
             probability and the neighbours' votes each give that class more than half (under the
-            noise model, see ``ranking``: the neighbours' votes alone) (then ``"relabel"``;
-            otherwise see ``uncertain_action``), or ``action`` is ``"downweight"`` (then
-            ``"downweight"``, with weight ``1 - score``).
+            noise model, see ``ranking`` and ``previous_noise_model``: the neighbours' votes
+            alone) (then ``"relabel"``; otherwise see ``uncertain_action``), or ``action`` is
+            ``"downweight"`` (then ``"downweight"``, with weight ``1 - score``).
         model_weight: weight of ``model_probs`` in the posterior (the kNN gets the rest).
         current_labels: ``(N,)`` labels training uses now (default: the given ones); relabels that
             would change one count against the budgets, standing ones do not.
