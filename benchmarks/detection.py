@@ -268,6 +268,7 @@ def run_setting(data: Data, spec: str, seed: int, clean_acc: float | None, *,
         rows[name]["check_epoch"] = rep.epoch + 1  # the epoch (1-based) whose check the report holds
     if "relabel" in methods:
         _relabel_row(data, labels, seed, t_plain, row, relabel_options or {}, val_labels)
+        rows["fld-train relabel"]["plain_acc"] = plain_acc  # the reference for the share of the gap closed
     if "cleanlab" in methods:
         saved["oos"] = _cleanlab_row(data, labels, seed, t_plain, plain_acc, row, val_labels)
     if "kfold" in methods:
@@ -485,6 +486,12 @@ def print_table(title: str, per_seed: list[dict[str, dict[str, float]]], seeds: 
         if chosen:
             print(f"{method}: the report's check ranked by the noise model in seeds "
                   f"{[s for s, n in chosen if n]} of {[s for s, _ in chosen]}")
+        with_plain = [r[method] for r in per_seed if "plain_acc" in r.get(method, {})]
+        if with_plain:
+            plain, clean, acc = (float(np.mean([r[key] for r in with_plain]))
+                                 for key in ("plain_acc", "clean_acc", "test_acc"))
+            gap = f", share of the gap closed {(acc - plain) / (clean - plain):.0%}" if clean > plain else ""
+            print(f"{method}: plain training's test accuracy {plain:.3f}, clean training's {clean:.3f}{gap}")
 
 
 def print_merged(paths: list[str]) -> None:

@@ -49,11 +49,13 @@ def test_detection_benchmark_rows(noise):
         # fld-train's rows say which ranking their report's check used; the other methods have none
         assert ("noise_model" in r) == method.startswith("fld-train"), method
         assert r.get("noise_model", 0.0) in (0.0, 1.0), method
+        assert ("plain_acc" in r) == (method == "fld-train relabel"), method
+    assert rows["fld-train relabel"]["plain_acc"] == rows["fld-train"]["test_acc"]  # both: plain training
     # ratios only; their size is measured by the benchmark itself, never asserted in a unit test
     assert all(r["time"] > 0 for r in rows.values())
 
 
-def test_tables_say_in_which_seeds_the_noise_model_ranked(capsys):
+def test_table_notes_name_the_noise_model_seeds_and_the_gap_closed(capsys):
     bench = _load("detection")
     row = {c: 0.5 for c in bench.COLUMNS}
     per_seed = [{"fld-train": {**row, "noise_model": 1.0}, "kNN": row},
@@ -62,6 +64,10 @@ def test_tables_say_in_which_seeds_the_noise_model_ranked(capsys):
     out = capsys.readouterr().out
     assert "fld-train: the report's check ranked by the noise model in seeds [3] of [3, 4]" in out
     assert "kNN:" not in out
+    relabel = {**row, "test_acc": 0.8, "clean_acc": 0.9, "plain_acc": 0.5}
+    bench.print_table("title", [{"fld-train relabel": relabel}, {"fld-train relabel": {**relabel, "test_acc": 0.6}}])
+    out = capsys.readouterr().out
+    assert "plain training's test accuracy 0.500, clean training's 0.900, share of the gap closed 50%" in out
 
 
 def test_best_other_is_the_most_probable_class_but_the_given_one():
