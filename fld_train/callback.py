@@ -255,7 +255,6 @@ class FakeLabelDiscovery(Callback):
         self._evaluation: scoring.Evaluation | None = None  # the one the report and the dataset follow
         self._last_check_epoch = -1
         self._best_score: float | None = None  # the monitored value of the check the report holds
-        self._previous_noise_model = False  # whether the last check that scored ranked by the noise model
         self._pending_state: dict[str, Any] | None = None
         self._batch: tuple[torch.Tensor, torch.Tensor] | None = None  # (labels, indices) in flight
         self._pending: list[dict[str, torch.Tensor]] = []  # batch summaries not yet in the store
@@ -408,8 +407,7 @@ class FakeLabelDiscovery(Callback):
         self._flush()  # a mid-epoch checkpoint holds every batch seen so far (all ranks save together)
         state: dict[str, Any] = {"last_check_epoch": self._last_check_epoch,
                                  "report_epoch": -1 if self._report is None else self._report.epoch,
-                                 "best_score": self._best_score,
-                                 "previous_noise_model": self._previous_noise_model}
+                                 "best_score": self._best_score}
         if self._evaluation is not None:
             state["evaluation"] = _as_tensors(self._evaluation.state_dict())
         if self.store is not None:
@@ -437,7 +435,6 @@ class FakeLabelDiscovery(Callback):
                 self.dataset.reapply_reviews(newer, epoch=self._last_check_epoch)
         best = state.get("best_score")
         self._best_score = None if best is None else float(best)
-        self._previous_noise_model = bool(state.get("previous_noise_model", False))
         if "evaluation" in state and self.store is not None:  # report() works before the next check
             self._evaluation = scoring.Evaluation.from_state_dict(_as_arrays(dict(state["evaluation"])))
             self._report = self._report_of(
@@ -570,7 +567,6 @@ class FakeLabelDiscovery(Callback):
             return
         self._apply(evaluation, epoch)
         self._evaluation, self._best_score = evaluation, value
-        self._previous_noise_model = evaluation.noise_model
         self._report = self._report_of(evaluation, epoch)
         if trainer.is_global_zero:
             if self.monitor is not None:
@@ -649,7 +645,9 @@ class FakeLabelDiscovery(Callback):
             target_precision=self.target_precision, cluster_votes=self.cluster_votes,
             model_weight=self.model_weight,
             uncertain_action=self.uncertain_action, ranking=self.ranking,
-            previous_noise_model=self._previous_noise_model,
+            # the last check that scored is the one the report holds (checks that do not improve
+            # on a monitored best do not score); its choice travels in the checkpoint with it
+            previous_noise_model=self._evaluation is not None and self._evaluation.noise_model,
         )
         self._mark_reviewed(evaluation)
         return evaluation

@@ -212,12 +212,16 @@ def test_each_check_hears_whether_the_last_one_ranked_by_the_noise_model(digits,
     _fit(x, noisy, fld, epochs=4)
     assert heard == [False, True, False, True]  # the first check has no predecessor
     state = fld.state_dict()
-    assert state["previous_noise_model"] is True
+    assert state["evaluation"]["noise_model"] is True  # the last check's choice is in the checkpoint
     fresh = FakeLabelDiscovery(10, check_every_n_epochs=1, action="relabel")
+    fresh.store = type(fld.store)(len(noisy), 10)
     fresh._restore(state)
-    assert fresh._previous_noise_model is True
-    fresh._restore({k: v for k, v in state.items() if k != "previous_noise_model"})  # older checkpoints
-    assert fresh._previous_noise_model is False
+    fresh._evaluate()  # the resumed run's next check hears it
+    assert heard[-1] is True
+    older = {k: v for k, v in state["evaluation"].items() if k != "noise_model"}  # checkpoints before it
+    fresh._restore({**state, "evaluation": older})
+    fresh._evaluate()
+    assert heard[-1] is False
 
 
 @pytest.mark.parametrize(
