@@ -1,7 +1,8 @@
 """Trace a relabel run check by check: what was flagged, relabeled and down-weighted, and how right.
 
 One ``action="relabel"`` training per setting and seed; after each check it prints the ranking
-``ranking="auto"`` chose (:func:`fld_train.scoring.evaluate`), the number of flags, relabels (and
+``ranking="auto"`` chose (:func:`fld_train.scoring.evaluate`) and the two statistics it chose by
+(the estimated flips' concentration and asymmetry), the number of flags, relabels (and
 the share that restores the true label), down-weighted samples (and the share of them whose label
 is wrong, with the mean weight of wrong and of right labels among them), and how many wrong labels
 are still trained on as they are. At the end: test accuracy, and the share of
@@ -41,6 +42,8 @@ class CheckTrace:
     epoch: int
     knn_k: int
     noise_model: bool
+    concentration: float
+    asymmetry: float
     flagged: int
     relabeled: int
     relabels_right: float
@@ -62,6 +65,7 @@ def trace_check(evaluation: scoring.Evaluation, epoch: int, true_labels: np.ndar
     down = evaluation.decisions == scoring.DOWNWEIGHT
     return CheckTrace(
         epoch=epoch, knn_k=evaluation.knn_k, noise_model=evaluation.noise_model,
+        concentration=evaluation.flip_concentration, asymmetry=evaluation.flip_asymmetry,
         flagged=int(evaluation.flagged.sum()), relabeled=int(relabel.sum()),
         relabels_right=_mean(evaluation.suggested_labels[relabel] == true_labels[relabel]),
         downweighted=int(down.sum()), wrong_in_downweighted=_mean(noise_mask[down]),
@@ -106,12 +110,12 @@ def main() -> None:
     for spec in args.noise:
         traces, test_acc, wrong_left = run_trace(data, spec, args.seed, options)
         print(f"\n{args.dataset}, {spec}, seed {args.seed}, options {options or 'default'}")
-        print("| epoch | k | ranking | flagged | relabeled | right | down-weighted | wrong among them | weight wrong / right "
+        print("| epoch | k | ranking | concentration / asymmetry | flagged | relabeled | right | down-weighted | wrong among them | weight wrong / right "
               "| wrong labels trained as they are |")
-        print("|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|")
         for t in traces:
             ranking = "noise model" if t.noise_model else "margin"
-            print(f"| {t.epoch} | {t.knn_k} | {ranking} | {t.flagged} | {t.relabeled} | {t.relabels_right:.3f} | {t.downweighted} "
+            print(f"| {t.epoch} | {t.knn_k} | {ranking} | {t.concentration:.2f} / {t.asymmetry:.2f} | {t.flagged} | {t.relabeled} | {t.relabels_right:.3f} | {t.downweighted} "
                   f"| {t.wrong_in_downweighted:.2f} | {t.weight_wrong:.2f} / {t.weight_right:.2f} | {t.wrong_kept} |")
         print(f"test accuracy {test_acc:.3f}; wrong labels at the end {wrong_left:.1%}")
 

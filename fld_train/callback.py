@@ -130,9 +130,13 @@ class FakeLabelDiscovery(Callback):
             embedding separates classes poorly is better trusted more (0.7); a model that memorises
             its labels, less (0.4); docs/benchmarks.md, "Weighting the two witnesses".
         uncertain_action: with ``action="relabel"``, what happens to a flagged sample that is not
-            relabeled: ``"review"`` (trained on as it is, first in the review queue) or
+            relabeled: ``"review"`` (trained on as it is, first in the review queue),
             ``"downweight"`` (its weight drops to ``1 - score``, reversibly at every check; better
-            on noisy data, worse on clean data with a weak model: docs/tuning.md).
+            on noisy data, worse on clean data with a weak model: docs/tuning.md), or ``"auto"``
+            (default): down-weight where two checks in a row found the estimated flips diffuse
+            (spread over all other classes alike, as noise that ignores the inputs spreads them;
+            ``fld/flip_concentration`` at most
+            :data:`~fld_train.scoring.DIFFUSE_CONCENTRATION`), review elsewhere.
         monitor: a metric the LightningModule logs on held-out data (e.g. ``"val_acc"`` with
             ``mode="max"``; the held-out labels may be as noisy as the training labels), read from
             ``trainer.callback_metrics`` at each check. A check whose value is not better than the
@@ -182,7 +186,7 @@ class FakeLabelDiscovery(Callback):
         target_precision: float | None = None,
         cluster_votes: bool = False,
         model_weight: float = scoring.MODEL_WEIGHT,
-        uncertain_action: str = "review",
+        uncertain_action: str = "auto",
         monitor: str | None = None,
         mode: str = "min",
         ranking: str = "auto",
@@ -647,7 +651,7 @@ class FakeLabelDiscovery(Callback):
             uncertain_action=self.uncertain_action, ranking=self.ranking,
             # the last check that scored is the one the report holds (checks that do not improve
             # on a monitored best do not score); its choice travels in the checkpoint with it
-            previous_noise_model=self._evaluation is not None and self._evaluation.noise_model,
+            previous=self._evaluation,
         )
         self._mark_reviewed(evaluation)
         return evaluation

@@ -28,11 +28,11 @@ def run_check(
     max_class_change_fraction: float = 1.0,
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
-    uncertain_action: str = "review",
+    uncertain_action: str = "auto",
     cluster_votes: bool = False,
     model_weight: float = scoring.MODEL_WEIGHT,
     ranking: str = "auto",
-    previous_noise_model: bool = False,
+    previous: scoring.Evaluation | None = None,
 ) -> scoring.Evaluation:
     """Score every sample of ``store`` and decide an action for each.
 
@@ -54,7 +54,7 @@ def run_check(
             (:func:`fld_train.knn.cluster_labels`) as the neighbourhood half of the posterior.
         model_weight: see :func:`fld_train.scoring.evaluate`.
         ranking: see :func:`fld_train.scoring.evaluate`.
-        previous_noise_model: see :func:`fld_train.scoring.evaluate`.
+        previous: see :func:`fld_train.scoring.evaluate`.
 
     Returns:
         The :class:`~fld_train.scoring.Evaluation`; its ``knn_k`` is the ``k`` used.
@@ -95,7 +95,7 @@ def run_check(
         max_change_fraction=max_change_fraction, max_class_change_fraction=max_class_change_fraction,
         max_flag_class_fraction=max_flag_class_fraction, target_precision=target_precision,
         uncertain_action=uncertain_action, model_weight=model_weight, ranking=ranking,
-        previous_noise_model=previous_noise_model,
+        previous=previous,
         extra_signals={
             "aum_margin": store.mean_margin(),
             "given_prob_variability": store.given_prob_variability(),

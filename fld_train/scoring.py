@@ -32,7 +32,7 @@ share was flipped one way keeps part of its belief on the flipped label even whe
 the true class, so a majority of it is the wrong test: there a flag is relabeled when it is confidently in its suggested
 class and the neighbours give that class a majority. What licenses the looser test is the data-level
 evidence that turned the noise model on (concentrated, one-way flips), so with ``ranking="auto"``
-two checks in a row must have chosen it (``previous_noise_model``): on clean data a single check's
+two checks in a row must have chosen it (``previous``): on clean data a single check's
 switch happens, and one such check relabeled 7% of a clean MNIST-1D training set. On clean data a
 hard sample and a wrong label look alike one by one, and there both majorities stay
 (docs/benchmarks.md, "The relabel gate under the noise model").
@@ -72,11 +72,18 @@ NOISE_MODEL_CONCENTRATION = 0.7
 #: a model's own confusions run both ways. Measured where the concentration passed: pair-flip and
 #: planted noise 0.38-1.00, instance-dependent noise and clean labels 0.06-0.16.
 NOISE_MODEL_ASYMMETRY = 0.25
+#: A check finds the estimated flips *diffuse* when at most this share comes from each class's main
+#: source (:func:`fld_train.confident.flip_concentration`): wrong labels spread over all other classes
+#: alike, as a noise process that ignores the inputs spreads them, where a model's confusions on clean
+#: labels, and noise that follows them, concentrate on a few classes. Measured per check (10 classes):
+#: symmetric noise 0.16-0.26, instance-dependent noise 0.37-0.42, clean labels 0.42-1.00
+#: (docs/benchmarks.md, "A licence for diffuse noise").
+DIFFUSE_CONCENTRATION = 0.3
 #: Default weight of the training dynamics (the model's mean softmax) in the combined posterior; the
 #: neighbourhood vote gets the rest (docs/benchmarks.md, "Weighting the two witnesses").
 MODEL_WEIGHT = 0.5
 #: What ``action="relabel"`` does with a flagged sample it does not relabel.
-UNCERTAIN_ACTIONS = ("review", "downweight")
+UNCERTAIN_ACTIONS = ("review", "downweight", "auto")
 
 #: Decision codes, stored as int8 and named in reports.
 KEEP, RELABEL, DOWNWEIGHT, REVIEW, UNSEEN, REVIEWED = 0, 1, 2, 3, 4, 5
@@ -116,6 +123,11 @@ class Evaluation:
     flip_concentration: float = 0.0
     flip_asymmetry: float = 0.0
     noise_model: bool = False
+
+    @property
+    def diffuse_flips(self) -> bool:
+        """The estimated wrong labels come from all other classes alike (:data:`DIFFUSE_CONCENTRATION`)."""
+        return 0.0 < self.flip_concentration <= DIFFUSE_CONCENTRATION
 
     def state_dict(self) -> dict[str, Any]:
         """Arrays and numbers only (for checkpoints): the fields, each signal as ``signal/<name>``."""
@@ -236,9 +248,9 @@ def evaluate(
     max_class_change_fraction: float = 1.0,
     max_flag_class_fraction: float = 0.5,
     target_precision: float | None = None,
-    uncertain_action: str = "review",
+    uncertain_action: str = "auto",
     ranking: str = "auto",
-    previous_noise_model: bool = False,
+    previous: Evaluation | None = None,
     extra_signals: dict[str, np.ndarray] | None = None,
 ) -> Evaluation:
     """Score every sample, flag the likely mislabeled ones and decide an action for each.
@@ -254,8 +266,8 @@ def evaluate(
         action: a flagged sample's decision is ``"review"`` (no change) unless ``action`` is
             ``"relabel"`` and the sample is confidently in its suggested class and the model's mean
             probability and the neighbours' votes each give that class more than half (under the
-            noise model, see ``ranking`` and ``previous_noise_model``: the neighbours' votes
-            alone) (then ``"relabel"``; otherwise see ``uncertain_action``), or ``action`` is
+            noise model, see ``ranking`` and ``previous``: the neighbours' votes alone) (then
+            ``"relabel"``; otherwise see ``uncertain_action``), or ``action`` is
             ``"downweight"`` (then ``"downweight"``, with weight ``1 - score``).
         model_weight: weight of ``model_probs`` in the posterior (the kNN gets the rest).
         current_labels: ``(N,)`` labels training uses now (default: the given ones); relabels that
@@ -278,11 +290,15 @@ def evaluate(
             are not flagged (decision ``keep``), so nothing acts on them.
         uncertain_action: what ``action="relabel"`` does with a flagged sample it does not relabel
             (the signals do not agree on one label, it is not confident, or the budget is spent):
-            ``"review"`` (default) leaves it as it is for a human; ``"downweight"`` lowers its weight
-            to ``1 - score`` (decision ``"downweight"``), so training leans less on a label that is
-            probably wrong while no one has looked at it. Down-weighting helped test accuracy on
-            noisy data and hurt it on clean data with a weaker model, where the down-weighted
-            samples are fit less, stay flagged and draw more flags (docs/benchmarks.md).
+            ``"review"`` leaves it as it is for a human; ``"downweight"`` lowers its weight to
+            ``1 - score`` (decision ``"downweight"``), so training leans less on a label that is
+            probably wrong while no one has looked at it; ``"auto"`` (default) down-weights where
+            this check and the one before found diffuse flips (:attr:`Evaluation.diffuse_flips`,
+            see ``previous``) and leaves it for review elsewhere. Down-weighting helped test accuracy
+            on noisy data and hurt it on clean data with a weaker model, where the down-weighted
+            samples are fit less, stay flagged and draw more flags; flips spread over all classes
+            alike are the mark of noise that ignores the inputs, which a clean training set's hard
+            samples do not leave (docs/benchmarks.md, "A licence for diffuse noise").
         ranking: ``"margin"``: the score is the posterior's normalised margin and the flags are
             the samples whose posterior prefers another class. ``"noise_model"``: as many flags per
             given class as ``"margin"`` makes (after ``max_flag_class_fraction``), but the samples of
@@ -298,12 +314,15 @@ def evaluate(
             explicit ``"noise_model"`` does not combine with ``target_precision``, whose estimate
             the noise model's uncalibrated scores would break. Under the noise model a relabel
             needs the neighbours' majority for the suggested class, not the model's (see the
-            module docstring), where ``ranking="noise_model"`` or ``previous_noise_model``.
-        previous_noise_model: whether the check before this one ranked by the noise model. With
-            ``ranking="auto"`` the relabel gate drops the model's majority only when this check and
-            the one before chose the noise model: on clean data a single check's switch happens (the
-            model's confusions can look one-way for a check), and it changes the ranking, not the
-            gate. An explicit ``ranking="noise_model"`` needs no second check.
+            module docstring), where ``ranking="noise_model"`` or the check before ranked by it too
+            (``previous``).
+        previous: the :class:`Evaluation` of the check before this one (``None`` for the first).
+            Two findings change what a check does only when this check confirms the one before:
+            with ``ranking="auto"``, the noise model (both checks ranked by it) loosens the relabel
+            gate as ``ranking`` says (an explicit ``ranking="noise_model"`` needs no second check);
+            diffuse flips (:attr:`Evaluation.diffuse_flips` at both checks) turn on down-weighting
+            with ``uncertain_action="auto"``. On clean data a single check's finding happens (a
+            model's confusions can look one-way for a check).
         extra_signals: more ``(N,)`` arrays to carry into :attr:`Evaluation.signals`.
 
     Returns:
@@ -336,12 +355,26 @@ def evaluate(
     )
     uncertain_action = check_choice("uncertain_action", uncertain_action, UNCERTAIN_ACTIONS)
     ranking = check_ranking(ranking, target_precision)
-    if not isinstance(previous_noise_model, (bool, np.bool_)):
-        raise TypeError(f"`previous_noise_model` must be a bool, got {previous_noise_model!r}.")
-    trust_noise_model = ranking == "noise_model" or bool(previous_noise_model)
+    if previous is not None and not isinstance(previous, Evaluation):
+        raise TypeError(f"`previous` must be the Evaluation of the check before this one or None, got "
+                        f"{type(previous).__name__}.")
+    trust = _Trust(noise_model=ranking == "noise_model" or (previous is not None and previous.noise_model),
+                   diffuse=previous is not None and previous.diffuse_flips)
     return _evaluate_impl(given, c, model, neighbours, seen, action, model_weight, current, early, budget,
-                          target_precision, uncertain_action, ranking, trust_noise_model,
-                          dict(extra_signals or {}))
+                          target_precision, uncertain_action, ranking, trust, dict(extra_signals or {}))
+
+
+@dataclass(frozen=True)
+class _Trust:
+    """What the check before this one found, which a finding of this check confirms.
+
+    Attributes:
+        noise_model: it ranked by the noise model (or the user chose that ranking).
+        diffuse: its estimated flips were diffuse (:attr:`Evaluation.diffuse_flips`).
+    """
+
+    noise_model: bool
+    diffuse: bool
 
 
 def check_ranking(ranking: Any, target_precision: float | None) -> str:
@@ -379,7 +412,7 @@ def _evaluate_impl(
     target_precision: float | None,
     uncertain_action: str,
     ranking: str,
-    trust_noise_model: bool,
+    trust: _Trust,
     extra: dict[str, np.ndarray],
 ) -> Evaluation:
     n = given.size
@@ -408,6 +441,7 @@ def _evaluate_impl(
         flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
     joint = confident_joint(seg, seg_q, given, seen, thresholds)  # the thresholds above
     concentration, asymmetry = flip_concentration(joint), flip_asymmetry(joint)
+    diffuse = trust.diffuse and 0.0 < concentration <= DIFFUSE_CONCENTRATION  # this check and the one before
     if ranking == "auto":
         one_way = concentration >= NOISE_MODEL_CONCENTRATION and asymmetry >= NOISE_MODEL_ASYMMETRY
         ranking = "noise_model" if one_way and target_precision is None else "margin"
@@ -429,7 +463,7 @@ def _evaluate_impl(
     model_suggested, knn_suggested = seg.at(seg_model, suggested), seg.at(seg_knn, suggested)
     downweight = flagged if action == "downweight" else np.zeros(n, dtype=bool)
     if action == "relabel":
-        if ranking == "noise_model" and trust_noise_model:  # the model spoke through the noise model
+        if ranking == "noise_model" and trust.noise_model:  # the model spoke through the noise model
             agree = knn_suggested > 0.5
         else:
             agree = (model_suggested > 0.5) & (knn_suggested > 0.5)  # each witness a majority
@@ -440,7 +474,7 @@ def _evaluate_impl(
         change = within_budget(relabel & ~standing, scores, given, num_classes,
                                max_fraction=budget[0], max_class_fraction=budget[1], population=seen)
         decisions[standing | change] = RELABEL
-        if uncertain_action == "downweight":
+        if uncertain_action == "downweight" or (uncertain_action == "auto" and diffuse):
             downweight = flagged & (decisions == REVIEW)
     decisions[downweight] = DOWNWEIGHT
     weights[downweight] = (1.0 - scores[downweight]).astype(np.float32)

@@ -313,6 +313,7 @@ def test_relabel_trace_benchmark_rows():
     for t in traces:
         assert t.relabeled + t.downweighted <= t.flagged
         assert isinstance(t.noise_model, bool)
+        assert 0.0 < t.concentration <= 1.0 and -1.0 <= t.asymmetry <= 1.0  # what "auto" chose by
         assert np.isnan(t.relabels_right) or 0.0 <= t.relabels_right <= 1.0
     assert 0.0 <= test_acc <= 1.0 and 0.0 <= wrong_left <= 1.0
 

@@ -14,7 +14,7 @@ from lightning.pytorch.loggers import TensorBoardLogger
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 from torch.utils.data import DataLoader, TensorDataset
 
-from fld_train import FakeLabelDiscovery, RelabeledDataset
+from fld_train import FakeLabelDiscovery, RelabeledDataset, scoring
 from fld_train.check import run_check
 from fld_train.demo import MLPClassifier, load_digits_split
 from fld_train.noise import inject_noise
@@ -101,6 +101,27 @@ def test_relabel_mode_can_downweight_what_it_does_not_relabel(digits):
     np.testing.assert_allclose(ds.weights, report.weights)
     np.testing.assert_array_equal(ds.current_labels[downweighted], noisy[downweighted])
     assert np.all(ds.weights[downweighted] < 1) and np.all(ds.weights[~downweighted] == 1)
+
+
+def test_relabel_mode_downweights_by_default_only_where_two_checks_found_diffuse_flips(digits):
+    x, y, _, _ = digits
+    symmetric, _ = inject_noise(y, 10, rate=0.4, seed=0)
+    def run(labels, **options):
+        fld = FakeLabelDiscovery(10, check_every_n_epochs=2, action="relabel", tensorboard=False, **options)
+        ds, _ = _fit(x, labels, fld, epochs=6)
+        return fld.report(), ds
+
+    report, ds = run(symmetric)
+    assert report.flip_concentration <= scoring.DIFFUSE_CONCENTRATION
+    downweighted = report.decisions == "downweight"
+    assert downweighted.sum() > 100 and not np.any(report.decisions == "review")
+    np.testing.assert_allclose(ds.weights, report.weights)
+    assert np.all(ds.weights[downweighted] < 1) and np.all(ds.weights[~downweighted] == 1)
+    review, ds = run(symmetric, uncertain_action="review")
+    assert not np.any(review.decisions == "downweight") and np.all(ds.weights == 1)
+    clean, ds = run(y)  # a model's confusions on clean labels concentrate: no licence
+    assert clean.flip_concentration > scoring.DIFFUSE_CONCENTRATION
+    assert not np.any(clean.decisions == "downweight") and np.all(ds.weights == 1)
 
 
 def test_each_check_logs_counts_to_tensorboard(digits, tmp_path):
@@ -196,32 +217,38 @@ def test_state_dict_is_plain_tensors_and_loads_with_weights_only(digits):
     assert fresh.dataset.audit_log == ds.audit_log
 
 
-def test_each_check_hears_whether_the_last_one_ranked_by_the_noise_model(digits, monkeypatch):
+def test_each_check_hears_what_the_last_one_found(digits, monkeypatch):
     import fld_train.callback as callback_module
 
     x, _, noisy, _ = digits
-    heard = []
+    heard, made = [], []
 
     def recording_check(*args, **kwargs):
-        heard.append(kwargs["previous_noise_model"])
+        heard.append(kwargs["previous"])
         evaluation = run_check(*args, **kwargs)
-        return replace(evaluation, noise_model=len(heard) != 2)  # the second check "keeps the margin"
+        # the second check "keeps the margin" and finds concentrated flips, the others diffuse ones
+        made.append(replace(evaluation, noise_model=len(heard) != 2,
+                            flip_concentration=0.6 if len(heard) == 2 else 0.2))
+        return made[-1]
 
     monkeypatch.setattr(callback_module, "run_check", recording_check)
     fld = FakeLabelDiscovery(10, check_every_n_epochs=1, action="relabel", tensorboard=False)
     _fit(x, noisy, fld, epochs=4)
-    assert heard == [False, True, False, True]  # the first check has no predecessor
+    assert heard[0] is None and all(a is b for a, b in zip(heard[1:], made))  # no predecessor, then the last
+    assert [e.noise_model for e in heard[1:]] == [True, False, True]
+    assert [e.diffuse_flips for e in heard[1:]] == [True, False, True]
     state = fld.state_dict()
-    assert state["evaluation"]["noise_model"] is True  # the last check's choice is in the checkpoint
+    assert state["evaluation"]["noise_model"] is True  # the last check's findings are in the checkpoint
+    assert state["evaluation"]["flip_concentration"] == 0.2
     fresh = FakeLabelDiscovery(10, check_every_n_epochs=1, action="relabel")
     fresh.store = type(fld.store)(len(noisy), 10)
     fresh._restore(state)
-    fresh._evaluate()  # the resumed run's next check hears it
-    assert heard[-1] is True
-    older = {k: v for k, v in state["evaluation"].items() if k != "noise_model"}  # checkpoints before it
-    fresh._restore({**state, "evaluation": older})
+    fresh._evaluate()  # the resumed run's next check hears them
+    assert heard[-1].noise_model and heard[-1].diffuse_flips
+    older = {k: v for k, v in state["evaluation"].items() if k not in ("noise_model", "flip_concentration")}
+    fresh._restore({**state, "evaluation": older})  # a checkpoint from before either was kept
     fresh._evaluate()
-    assert heard[-1] is False
+    assert not heard[-1].noise_model and not heard[-1].diffuse_flips
 
 
 @pytest.mark.parametrize(
@@ -239,7 +266,7 @@ def test_each_check_hears_whether_the_last_one_ranked_by_the_noise_model(digits,
         ({"num_classes": 10, "cluster_votes": "yes"}, TypeError, "`cluster_votes` must be True or False"),
         ({"num_classes": 10, "max_flag_class_fraction": 2}, ValueError, "`max_flag_class_fraction` must be in"),
         ({"num_classes": 10, "uncertain_action": "drop"}, ValueError,
-         "`uncertain_action` must be one of \\{'review', 'downweight'\\}, got 'drop'"),
+         "`uncertain_action` must be one of \\{'review', 'downweight', 'auto'\\}, got 'drop'"),
         ({"num_classes": 10, "model_weight": 1.5}, ValueError, "`model_weight` must be in \\[0.0, 1.0\\], got 1.5"),
         ({"num_classes": 10, "ranking": "loss"}, ValueError, "`ranking` must be one of \\{'auto', 'margin', 'noise_model'\\}"),
         ({"num_classes": 10, "ranking": "noise_model", "target_precision": 0.9}, ValueError,

@@ -1,3 +1,5 @@
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -261,13 +263,15 @@ def test_under_the_noise_model_a_relabel_needs_the_neighbours_majority_not_the_m
     knn[memorised] = [1.0, 0.0, 0.0]  # the model holds 0.45 of class 0 (it memorised), the neighbours all of it
     margin = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0, ranking="margin")
     noise = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0, ranking="noise_model")
-    auto = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0,
-                            previous_noise_model=True)
     np.testing.assert_allclose(noise.signals["model_suggested_prob"][memorised], 0.45)
     assert np.all(margin.flagged[memorised]) and np.all(margin.decisions[memorised] == scoring.REVIEW)
     # "auto"'s first switch ranks by the noise model but keeps the majority gate: a second check must agree
     first = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0)
     assert first.noise_model and np.all(first.decisions[memorised] == scoring.REVIEW)
+    auto = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0, previous=first)
+    after_margin = scoring.evaluate(given, model, knn, action="relabel", max_flag_class_fraction=1.0,
+                                    previous=margin)  # the check before kept the margin: no trust yet
+    np.testing.assert_array_equal(after_margin.decisions, first.decisions)
     np.testing.assert_array_equal(first.flagged, auto.flagged)
     for ev in (noise, auto):
         assert ev.noise_model
@@ -306,13 +310,78 @@ def test_auto_ranking_uses_the_noise_model_only_where_the_estimated_flips_are_co
     assert auto.flip_concentration > 0.9 and abs(auto.flip_asymmetry) < 0.3 and not auto.noise_model
 
 
+def _symmetric_memorised(rate: float = 0.4, seed: int = 0):
+    """Ten classes, ``rate`` of the labels flipped to any other class alike. The model half memorised
+    the flips (0.45 on the given label and on the true class); the neighbours all vote the true class."""
+    rng = np.random.default_rng(seed)
+    true = np.repeat(np.arange(10), 100)
+    flip = rng.random(true.size) < rate
+    given = np.where(flip, (true + rng.integers(1, 10, true.size)) % 10, true)
+    rows = np.arange(true.size)
+    model = np.full((true.size, 10), 0.01)
+    model[rows, true] += np.where(flip, 0.45, 0.9)
+    model[rows, given] += np.where(flip, 0.45, 0.0)
+    knn = np.zeros((true.size, 10))
+    knn[rows, true] = 1.0
+    return given, model / model.sum(1, keepdims=True), knn, flip, true
+
+
+def test_diffuse_flips_two_checks_in_a_row_turn_on_downweighting():
+    given, model, knn, flip, true = _symmetric_memorised()
+    model[:50] = np.eye(10)[true[:50]] * 0.9 + 0.01  # fifty the model gives a majority
+    first = scoring.evaluate(given, model, knn, action="relabel")  # uncertain_action="auto" by default
+    assert 0 < first.flip_concentration <= scoring.DIFFUSE_CONCENTRATION and first.diffuse_flips
+    assert not first.noise_model and first.flagged.sum() == flip.sum()
+    relabeled = first.decisions == scoring.RELABEL
+    assert relabeled.any() and np.all(flip[relabeled]) and not relabeled[50:].any()
+    np.testing.assert_array_equal(first.decisions[first.flagged & ~relabeled], scoring.REVIEW)  # one check: no licence
+    second = scoring.evaluate(given, model, knn, action="relabel", previous=first)
+    np.testing.assert_array_equal(second.decisions == scoring.RELABEL, relabeled)  # the gate is the same
+    down = second.decisions == scoring.DOWNWEIGHT
+    np.testing.assert_array_equal(down, second.flagged & ~relabeled)
+    np.testing.assert_allclose(second.weights[down], 1 - second.scores[down], rtol=1e-6)
+    assert np.all(second.weights[~down] == 1)
+    review = scoring.evaluate(given, model, knn, action="relabel", previous=first, uncertain_action="review")
+    np.testing.assert_array_equal(review.decisions, first.decisions)
+    # the same data after a check whose flips were concentrated: no licence
+    concentrated = replace(first, flip_concentration=0.6)
+    assert not concentrated.diffuse_flips
+    np.testing.assert_array_equal(
+        scoring.evaluate(given, model, knn, action="relabel", previous=concentrated).decisions, first.decisions)
+    flag = scoring.evaluate(given, model, knn, previous=first)  # action="flag" acts on nothing
+    assert np.all(flag.weights == 1) and not np.any(flag.decisions == scoring.DOWNWEIGHT)
+
+
+def test_flips_a_model_confuses_both_ways_are_not_diffuse_whatever_came_before():
+    given, model, knn, _, _ = _symmetric_memorised()
+    licence = scoring.evaluate(given, model, knn, action="relabel")
+    true = np.repeat(np.arange(10), 100)
+    swap = (true < 2) & (np.random.default_rng(1).random(1000) < 0.45)  # 0 and 1 confused both ways
+    given = np.where(swap, 1 - true, true)
+    rows = np.arange(1000)
+    model = np.full((1000, 10), 0.01)
+    model[rows, true] += np.where(swap, 0.45, 0.9)
+    model[rows, given] += np.where(swap, 0.45, 0.0)
+    knn = np.zeros((1000, 10))
+    knn[rows, true] = 1.0
+    check = scoring.evaluate(given, model, knn, action="relabel", previous=licence)
+    assert licence.diffuse_flips and check.flip_concentration > 0.9 and not check.diffuse_flips
+    assert check.flagged.sum() == swap.sum() and np.all(check.decisions[check.flagged] == scoring.REVIEW)
+
+
+def test_no_estimated_flip_is_not_diffuse():
+    assert not scoring.Evaluation(*[np.zeros(1)] * 6, flip_concentration=0.0).diffuse_flips
+    assert scoring.Evaluation(*[np.zeros(1)] * 6, flip_concentration=0.2).diffuse_flips
+
+
 def test_ranking_is_validated_and_not_combined_with_target_precision():
     with pytest.raises(ValueError, match="`ranking` must be one of \\{'auto', 'margin', 'noise_model'\\}, got 'loss'"):
         scoring.evaluate(*_case(), ranking="loss")
     with pytest.raises(ValueError, match="`target_precision=0.9` needs `ranking='margin'` or 'auto'"):
         scoring.evaluate(*_case(), ranking="noise_model", target_precision=0.9)
-    with pytest.raises(TypeError, match="`previous_noise_model` must be a bool, got 'yes'"):
-        scoring.evaluate(*_case(), previous_noise_model="yes")
+    with pytest.raises(TypeError, match="`previous` must be the Evaluation of the check before this one or None, "
+                                        "got bool"):
+        scoring.evaluate(*_case(), previous=True)
 
 
 def test_top_per_class_keeps_the_best_scored_of_each_class():
