@@ -127,6 +127,7 @@ class DemoResult:
     detection: DetectionMetrics
     relabeled: int
     relabel_accuracy: float
+    downweighted: int
     test_accuracy_plain: float
     test_accuracy_fld: float
     test_accuracy_clean: float
@@ -217,6 +218,7 @@ def run_demo(
         detection=report.detection(mask),
         relabeled=int(relabeled.size),
         relabel_accuracy=report.correction_accuracy(y_tr),
+        downweighted=int(np.count_nonzero(train_set.weights < 1)),
         test_accuracy_plain=accuracy(plain, x_te, y_te),
         test_accuracy_fld=accuracy(model, x_te, y_te),
         test_accuracy_clean=accuracy(clean, x_te, y_te),
@@ -238,7 +240,7 @@ def format_result(result: DemoResult, noise_rate: float) -> str:
         (f"detection    precision {d.precision:.3f}  recall {d.recall:.3f}  F1 {d.f1:.3f}  "
          f"AUROC {d.auroc:.3f}  ({d.flagged} flagged)"),
         (f"relabels     {result.relabeled} samples relabeled, {result.relabel_accuracy:.1%} "
-         "restored the true label"),
+         f"restored the true label; {result.downweighted} down-weighted"),
         (f"test acc.    plain training {result.test_accuracy_plain:.3f} | with fld-train "
          f"{result.test_accuracy_fld:.3f} | clean labels {result.test_accuracy_clean:.3f}"),
         "",

@@ -2,6 +2,7 @@ import re
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from fld_train.cli import build_parser, main
@@ -15,6 +16,7 @@ def test_demo_meets_the_documented_targets(tmp_path, capsys):
     assert result.detection.f1 >= 0.90
     assert result.detection.auroc >= 0.98
     assert result.relabeled > 0 and result.relabel_accuracy >= 0.90
+    assert result.downweighted == int(np.count_nonzero(result.report.weights < 1))
     assert result.report_csv.exists()
     assert any(result.tensorboard_dir.glob("events.out.tfevents.*"))
 
@@ -22,7 +24,7 @@ def test_demo_meets_the_documented_targets(tmp_path, capsys):
 def test_demo_command_prints_metrics_and_paths(tmp_path, capsys):
     assert main(["demo", "--out", str(tmp_path), "--epochs", "4", "--threads", "1"]) == 0
     out = capsys.readouterr().out
-    for needle in ("precision", "recall", "F1", "AUROC", "restored the true label", "plain training",
+    for needle in ("precision", "recall", "F1", "AUROC", "restored the true label", "down-weighted", "plain training",
                    "with fld-train", str(tmp_path / "label_report.csv"), "tensorboard --logdir"):
         assert needle in out
 
