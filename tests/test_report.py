@@ -38,3 +38,13 @@ def test_detection_and_correction_against_known_truth():
     m = r.detection(np.array([False, False, False, True]))
     assert (m.precision, m.recall, m.auroc) == (1.0, 1.0, 1.0)
     assert r.correction_accuracy(np.array([0, 0, 1, 1])) == 1.0
+
+
+def test_diffuse_flips_follow_the_concentration_of_the_estimated_flips():
+    zeros = np.zeros(2, dtype=np.int64)
+    arrays = {"given_labels": zeros, "current_labels": zeros, "suggested_labels": zeros, "scores": np.zeros(2),
+              "flagged": np.zeros(2, dtype=bool), "decisions": np.array(["keep", "keep"]),
+              "weights": np.ones(2, dtype=np.float32)}
+    assert LabelReport(**arrays, flip_concentration=0.2).diffuse_flips
+    assert not LabelReport(**arrays, flip_concentration=0.5).diffuse_flips
+    assert not LabelReport(**arrays, flip_concentration=0.0).diffuse_flips  # no flip estimated

@@ -67,6 +67,7 @@ def test_count_scalars_equal_the_report(run):
     assert _last(acc, "fld/flip_concentration") == pytest.approx(report.flip_concentration)
     assert _last(acc, "fld/flip_asymmetry") == pytest.approx(report.flip_asymmetry)
     assert _last(acc, "fld/noise_model") == float(report.noise_model)
+    assert _last(acc, "fld/diffuse_flips") == 1.0 and report.diffuse_flips  # 20% symmetric noise
 
 
 def test_per_class_scalars_equal_the_report(run):
@@ -135,7 +136,7 @@ def test_tensorboard_false_writes_only_the_counts(tmp_path):
     assert not acc.Tags()["images"] and not acc.Tags()["histograms"]
     assert {t for t in acc.Tags()["scalars"] if t.startswith("fld")} == {
         f"fld/{k}{s}" for k in ("flagged", "relabeled", "downweighted", "review") for s in ("", "_fraction")} | {
-        "fld/knn_k", "fld/flip_concentration", "fld/flip_asymmetry", "fld/noise_model"}
+        "fld/knn_k", "fld/flip_concentration", "fld/flip_asymmetry", "fld/noise_model", "fld/diffuse_flips"}
 
 
 def _free_port() -> int:
