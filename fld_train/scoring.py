@@ -84,7 +84,7 @@ NOISE_MODEL_ASYMMETRY = 0.25
 #: alike, as a noise process that ignores the inputs spreads them, where a model's confusions on clean
 #: labels, and noise that follows them, sit on one or two neighbouring classes. Measured at every
 #: check of relabel runs on digits, MNIST-1D and CIFAR-10 (10 classes): symmetric noise at 40%
-#: 0.16-0.26 (at 20% up to 0.36), instance-dependent noise 0.37-0.49, clean labels 0.42-1.00,
+#: 0.16-0.26 (at 20% up to 0.36), instance-dependent noise 0.37-0.49, clean labels 0.39-1.00,
 #: pair-flip noise 0.32-0.97 (docs/benchmarks.md, "A licence for diffuse noise"). Measured with 10
 #: classes only; with many more, symmetric noise's share nears ``1 / (C - 1)`` and this bound is loose.
 DIFFUSE_CONCENTRATION = 0.3
