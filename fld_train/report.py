@@ -14,7 +14,7 @@ import numpy as np
 from fld_train._io import atomic_write
 from fld_train.metrics import DetectionMetrics, correction_accuracy, detection_metrics
 from fld_train.review import Review, human_agreement, queue_order, write_queue
-from fld_train.scoring import DECISION_NAMES, DIFFUSE_CONCENTRATION, Evaluation
+from fld_train.scoring import DECISION_NAMES, Evaluation, is_diffuse
 
 #: Signals shown in the ``reason`` column, with their labels.
 _REASON_SIGNALS = (("model_given_prob", "model p(given)"), ("knn_agreement", "kNN agreement"),
@@ -71,7 +71,7 @@ class LabelReport:
         """The check's estimated wrong labels come from all other classes alike
         (:attr:`fld_train.scoring.Evaluation.diffuse_flips`): at two checks in a row, what lets the
         default ``uncertain_action="auto"`` down-weight."""
-        return 0.0 < self.flip_concentration <= DIFFUSE_CONCENTRATION
+        return is_diffuse(self.flip_concentration)
 
     @classmethod
     def from_evaluation(

@@ -135,8 +135,8 @@ class Evaluation:
 
     @property
     def diffuse_flips(self) -> bool:
-        """The estimated wrong labels come from all other classes alike (:data:`DIFFUSE_CONCENTRATION`)."""
-        return 0.0 < self.flip_concentration <= DIFFUSE_CONCENTRATION
+        """The estimated wrong labels come from all other classes alike (:func:`is_diffuse`)."""
+        return is_diffuse(self.flip_concentration)
 
     def state_dict(self) -> dict[str, Any]:
         """Arrays and numbers only (for checkpoints): the fields, each signal as ``signal/<name>``."""
@@ -159,6 +159,12 @@ class Evaluation:
 
 
 _ARRAY_FIELDS = ("scores", "flagged", "suggested_labels", "decisions", "weights", "thresholds")
+
+
+def is_diffuse(flip_concentration: float) -> bool:
+    """Whether a check's estimated flips are diffuse: some were estimated, and at most
+    :data:`DIFFUSE_CONCENTRATION` of them come from their given class's main source."""
+    return 0.0 < flip_concentration <= DIFFUSE_CONCENTRATION
 
 
 def precision_cut(flagged: np.ndarray, p_wrong: np.ndarray, target: float) -> np.ndarray:
@@ -450,7 +456,7 @@ def _evaluate_impl(
         flagged = precision_cut(flagged, 1.0 - q_given, target_precision)
     joint = confident_joint(seg, seg_q, given, seen, thresholds)  # the thresholds above
     concentration, asymmetry = flip_concentration(joint), flip_asymmetry(joint)
-    diffuse = trust.diffuse and 0.0 < concentration <= DIFFUSE_CONCENTRATION  # this check and the one before
+    diffuse = trust.diffuse and is_diffuse(concentration)  # this check and the one before
     if ranking == "auto":
         one_way = concentration >= NOISE_MODEL_CONCENTRATION and asymmetry >= NOISE_MODEL_ASYMMETRY
         ranking = "noise_model" if one_way and target_precision is None else "margin"
