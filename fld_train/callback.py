@@ -650,7 +650,7 @@ class FakeLabelDiscovery(Callback):
             model_weight=self.model_weight,
             uncertain_action=self.uncertain_action, ranking=self.ranking,
             # the last check that scored is the one the report holds (checks that do not improve
-            # on a monitored best do not score); its choice travels in the checkpoint with it
+            # on a monitored best do not score); its findings travel in the checkpoint with it
             previous=self._evaluation,
         )
         self._mark_reviewed(evaluation)

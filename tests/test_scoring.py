@@ -317,13 +317,19 @@ def _symmetric_memorised(rate: float = 0.4, seed: int = 0):
     true = np.repeat(np.arange(10), 100)
     flip = rng.random(true.size) < rate
     given = np.where(flip, (true + rng.integers(1, 10, true.size)) % 10, true)
-    rows = np.arange(true.size)
+    return given, *_half_memorised(true, given), flip, true
+
+
+def _half_memorised(true: np.ndarray, given: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(model, knn)``: the model gives a flipped sample 0.45 on its given label and on its true
+    class (0.9 on the true class otherwise); the neighbours all vote the true class."""
+    flip, rows = given != true, np.arange(true.size)
     model = np.full((true.size, 10), 0.01)
     model[rows, true] += np.where(flip, 0.45, 0.9)
     model[rows, given] += np.where(flip, 0.45, 0.0)
     knn = np.zeros((true.size, 10))
     knn[rows, true] = 1.0
-    return given, model / model.sum(1, keepdims=True), knn, flip, true
+    return model / model.sum(1, keepdims=True), knn
 
 
 def test_diffuse_flips_two_checks_in_a_row_turn_on_downweighting():
@@ -358,12 +364,7 @@ def test_flips_a_model_confuses_both_ways_are_not_diffuse_whatever_came_before()
     true = np.repeat(np.arange(10), 100)
     swap = (true < 2) & (np.random.default_rng(1).random(1000) < 0.45)  # 0 and 1 confused both ways
     given = np.where(swap, 1 - true, true)
-    rows = np.arange(1000)
-    model = np.full((1000, 10), 0.01)
-    model[rows, true] += np.where(swap, 0.45, 0.9)
-    model[rows, given] += np.where(swap, 0.45, 0.0)
-    knn = np.zeros((1000, 10))
-    knn[rows, true] = 1.0
+    model, knn = _half_memorised(true, given)
     check = scoring.evaluate(given, model, knn, action="relabel", previous=licence)
     assert licence.diffuse_flips and check.flip_concentration > 0.9 and not check.diffuse_flips
     assert check.flagged.sum() == swap.sum() and np.all(check.decisions[check.flagged] == scoring.REVIEW)
