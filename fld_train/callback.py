@@ -119,8 +119,10 @@ class FakeLabelDiscovery(Callback):
             (e.g. 128 for ImageNet-sized data); ``None`` keeps them.
         store_dir: keep the store's large arrays in memory-mapped files in this folder.
         target_precision: strictness: flag only the most likely wrong samples, as many as keep the
-            estimated precision at or above this (e.g. 0.95); ``None`` flags every sample whose
-            combined posterior prefers another class (see :func:`fld_train.scoring.evaluate`).
+            estimated precision at or above this (e.g. 0.95), and with ``action="relabel"`` relabel
+            only the flags most likely restored to their true label, as many as keep the estimated
+            share of right relabels at or above it; ``None`` flags every sample whose combined
+            posterior prefers another class (see :func:`fld_train.scoring.evaluate`).
         cluster_votes: add the k-means cluster vote to the kNN vote (measured to help on structured
             noise - pair-flip, clustered - and to change little on random noise; docs/benchmarks.md).
             Its k-means grows with samples x classes: at 100,000 samples of 1,000 classes a check

@@ -302,7 +302,12 @@ def evaluate(
             as keep the estimated precision at or above it: each flag's chance of being right is
             estimated as ``1 - q_given`` and the flags are taken in decreasing order of that chance
             while their running mean stays >= the target (see :func:`precision_cut`). The rest
-            are not flagged (decision ``keep``), so nothing acts on them.
+            are not flagged (decision ``keep``), so nothing acts on them. With
+            ``action="relabel"`` the corrections are held to the same target: each relabel the
+            gate passes is right with the estimated chance ``q_suggested``, the posterior of its new
+            label (signal ``posterior_suggested``), and only the most likely right are relabeled,
+            as many as keep the running mean of that chance at or above the target; the others are
+            uncertain (see ``uncertain_action``).
         uncertain_action: what ``action="relabel"`` does with a flagged sample it does not relabel
             (the signals do not agree on one label, it is not confident, or the budget is spent):
             ``"review"`` leaves it as it is for a human; ``"downweight"`` lowers its weight to
@@ -485,6 +490,8 @@ def _evaluate_impl(
         model_thresholds = per_class_thresholds(model_given, given, seen, num_classes)
         confident_fit = early & (model_given >= model_thresholds[given] - 1e-9)
         relabel = flagged & confident & agree & ~confident_fit
+        if target_precision is not None:  # the corrections too: each right with chance q_suggested
+            relabel = precision_cut(relabel, q_suggested, target_precision)
         standing = relabel & (suggested == current)
         change = within_budget(relabel & ~standing, scores, given, num_classes,
                                max_fraction=budget[0], max_class_fraction=budget[1], population=seen)
@@ -501,6 +508,7 @@ def _evaluate_impl(
         "posterior_given": q_given,
         "model_suggested_prob": model_suggested,
         "knn_suggested_share": knn_suggested,
+        "posterior_suggested": q_suggested,
         "over_class_cap": over_cap.astype(np.float64),
         **extra,
     }

@@ -308,14 +308,29 @@ def test_relabel_trace_benchmark_rows():
     bench = _load("relabel_trace")
     data = _load("detection").load_digits_data()
     small = replace(data, x=data.x[:400], y=data.y[:400], epochs=4, hidden=32)
-    traces, test_acc, wrong_left = bench.run_trace(small, "symmetric:0.4", 0, {"uncertain_action": "downweight"})
-    assert [t.epoch for t in traces] == [1, 3]  # every 2 epochs; the last epoch was checked, so no final check
-    for t in traces:
+    result = bench.run_trace(small, "symmetric:0.4", 0, {"uncertain_action": "downweight"})
+    assert [t.epoch for t in result.traces] == [1, 3]  # every 2 epochs; the last epoch was checked, so no final check
+    for t in result.traces:
         assert t.relabeled + t.downweighted <= t.flagged
         assert isinstance(t.noise_model, bool)
         assert 0.0 < t.concentration <= 1.0 and -1.0 <= t.asymmetry <= 1.0  # what "auto" chose by
         assert np.isnan(t.relabels_right) or 0.0 <= t.relabels_right <= 1.0
-    assert 0.0 <= test_acc <= 1.0 and 0.0 <= wrong_left <= 1.0
+    assert 0.0 <= result.test_acc <= 1.0 and 0.0 <= result.wrong_left <= 1.0
+    o = result.outcome
+    assert o.relabeled == result.traces[-1].relabeled  # the last check's relabels are the ones that stand
+    assert o.right + o.changed_right + o.wrong_to_wrong == o.relabeled
+    assert 0 <= o.after_downweight <= o.relabeled
+
+
+def test_relabel_outcome_splits_the_final_relabels():
+    bench = _load("relabel_trace")
+    given = np.array([0, 0, 1, 1, 2, 2])
+    true = np.array([0, 1, 1, 0, 2, 0])
+    current = np.array([1, 1, 1, 2, 2, 0])  # 0: right label changed; 1: restored; 3: wrong -> wrong; 5: restored
+    down = np.array([-1, 1, -1, 3, -1, 5])  # down-weighted at these epochs (-1: never)
+    since = np.array([3, 3, -1, 3, -1, 5])  # relabeled since (-1: not relabeled at the end)
+    o = bench.relabel_outcome(given, current, true, down, since)
+    assert (o.relabeled, o.right, o.changed_right, o.wrong_to_wrong, o.after_downweight) == (4, 2, 1, 1, 1)
 
 
 def test_training_recipe_overrides_reach_the_model_and_the_json_tables(tmp_path, capsys):

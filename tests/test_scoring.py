@@ -224,6 +224,35 @@ def test_an_evaluation_round_trips_through_its_state_dict():
         scoring.Evaluation.from_state_dict(state)
 
 
+def _graded_flips():
+    """Forty samples of class 0 and forty of class 1; samples 0-9 are labelled 0 with posterior
+    0.02 on it, so each flag is right with chance 0.98, while class 1 gets 0.99, 0.98, ..., 0.90 of
+    it (class 1's threshold is 0.9, so every one is confidently in class 1) and class 2 the rest."""
+    given = np.repeat([0, 1], 40)
+    model = np.tile([0.9, 0.05, 0.05], (80, 1))
+    model[40:] = [0.05, 0.9, 0.05]
+    share = 0.99 - 0.01 * np.arange(10)
+    model[:10] = np.stack([np.full(10, 0.02), share, 0.98 - share], axis=1)
+    return given, model, model.copy(), share
+
+
+def test_target_precision_keeps_the_relabels_most_likely_right():
+    given, model, knn, share = _graded_flips()
+    every = scoring.evaluate(given, model, knn, action="relabel", uncertain_action="review")
+    np.testing.assert_array_equal(every.decisions[:10], scoring.RELABEL)
+    np.testing.assert_allclose(every.signals["posterior_suggested"][:10], share)
+    # every flag is right with chance 0.98, so all ten stay flagged; each relabel is right with
+    # chance 0.99, 0.98, ...: their running mean is 0.96 after seven (0.99 .. 0.93)
+    cut = scoring.evaluate(given, model, knn, action="relabel", uncertain_action="review", target_precision=0.96)
+    np.testing.assert_array_equal(cut.flagged, every.flagged)
+    np.testing.assert_array_equal(cut.decisions[:7], scoring.RELABEL)
+    np.testing.assert_array_equal(cut.decisions[7:10], scoring.REVIEW)  # still flagged, left for review
+    np.testing.assert_array_equal(cut.decisions[10:], every.decisions[10:])
+    down = scoring.evaluate(given, model, knn, action="relabel", uncertain_action="downweight", target_precision=0.96)
+    np.testing.assert_array_equal(down.decisions[7:10], scoring.DOWNWEIGHT)
+    np.testing.assert_array_equal(down.decisions[:7], scoring.RELABEL)
+
+
 def _memorised_pair_flips():
     """Class 0's samples flipped to 1; half of the flips still look like 0, half were memorised (the
     given label is their top class). Ten clean class-1 samples are hard: class 2 is their top class."""
