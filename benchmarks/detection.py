@@ -425,13 +425,19 @@ def bench_parser(doc: str, noise: list[str], *, seeds: bool = True) -> argparse.
     return parser
 
 
+def quiet_torch(threads: int) -> None:
+    """Fix torch's thread count (two runs side by side would slow each other), silence warnings and
+    Lightning's info lines."""
+    torch.set_num_threads(threads)
+    warnings.filterwarnings("ignore")
+    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+
+
 def start(args: argparse.Namespace) -> Data:
     """Fix torch's thread count, silence warnings and Lightning's info lines, load ``--dataset`` with
     ``--model`` (another model than the dataset's trains at its own learning rate) and the
     ``--epochs`` / ``--lr`` / ``--batch-size`` overrides."""
-    torch.set_num_threads(args.threads)
-    warnings.filterwarnings("ignore")
-    logging.getLogger("lightning.pytorch").setLevel(logging.ERROR)
+    quiet_torch(args.threads)
     data = DATASETS[args.dataset](args)
     model = getattr(args, "model", "auto")
     if model == "small-cnn-aug":

@@ -2,7 +2,7 @@
 
 One ``action="relabel"`` training per setting and seed; after each check it prints the ranking
 ``ranking="auto"`` chose (:func:`fld_train.scoring.evaluate`) and the two statistics it chose by
-(the estimated flips' concentration and asymmetry), the number of flags, relabels (and
+(the estimated flips' concentration, what it would be by chance, and their asymmetry), the number of flags, relabels (and
 the share that restores the true label), down-weighted samples (and the share of them whose label
 is wrong, with the mean weight of wrong and of right labels among them), and how many wrong labels
 are still trained on as they are. At the end: test accuracy, the share of wrong labels training
@@ -45,6 +45,7 @@ class CheckTrace:
     knn_k: int
     noise_model: bool
     concentration: float
+    chance: float
     asymmetry: float
     flagged: int
     relabeled: int
@@ -67,7 +68,8 @@ def trace_check(evaluation: scoring.Evaluation, epoch: int, true_labels: np.ndar
     down = evaluation.decisions == scoring.DOWNWEIGHT
     return CheckTrace(
         epoch=epoch, knn_k=evaluation.knn_k, noise_model=evaluation.noise_model,
-        concentration=evaluation.flip_concentration, asymmetry=evaluation.flip_asymmetry,
+        concentration=evaluation.flip_concentration, chance=evaluation.chance_concentration,
+        asymmetry=evaluation.flip_asymmetry,
         flagged=int(evaluation.flagged.sum()), relabeled=int(relabel.sum()),
         relabels_right=_mean(evaluation.suggested_labels[relabel] == true_labels[relabel]),
         downweighted=int(down.sum()), wrong_in_downweighted=_mean(noise_mask[down]),
@@ -164,12 +166,12 @@ def main() -> None:
     for spec in args.noise:
         result = run_trace(data, spec, args.seed, options)
         print(f"\n{args.dataset}, {spec}, seed {args.seed}, options {options or 'default'}")
-        print("| epoch | k | ranking | concentration / asymmetry | flagged | relabeled | right | down-weighted | wrong among them | weight wrong / right "
+        print("| epoch | k | ranking | concentration (by chance) / asymmetry | flagged | relabeled | right | down-weighted | wrong among them | weight wrong / right "
               "| wrong labels trained as they are |")
         print("|---|---|---|---|---|---|---|---|---|---|---|")
         for t in result.traces:
             ranking = "noise model" if t.noise_model else "margin"
-            print(f"| {t.epoch} | {t.knn_k} | {ranking} | {t.concentration:.2f} / {t.asymmetry:.2f} | {t.flagged} | {t.relabeled} | {t.relabels_right:.3f} | {t.downweighted} "
+            print(f"| {t.epoch} | {t.knn_k} | {ranking} | {t.concentration:.2f} ({t.chance:.2f}) / {t.asymmetry:.2f} | {t.flagged} | {t.relabeled} | {t.relabels_right:.3f} | {t.downweighted} "
                   f"| {t.wrong_in_downweighted:.2f} | {t.weight_wrong:.2f} / {t.weight_right:.2f} | {t.wrong_kept} |")
         o = result.outcome
         print(f"test accuracy {result.test_acc:.3f}; wrong labels at the end {result.wrong_left:.1%}; "

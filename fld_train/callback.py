@@ -138,7 +138,9 @@ class FakeLabelDiscovery(Callback):
             (default): down-weight where two checks in a row found the estimated flips diffuse
             (spread over all other classes alike, as noise that ignores the inputs spreads them;
             ``fld/flip_concentration`` at most
-            :data:`~fld_train.scoring.DIFFUSE_CONCENTRATION`), review elsewhere.
+            :data:`~fld_train.scoring.DIFFUSE_CONCENTRATION` and at most
+            :data:`~fld_train.scoring.DIFFUSE_CHANCE_RATIO` times ``fld/chance_concentration``,
+            what such flips show by chance), review elsewhere.
         monitor: a metric the LightningModule logs on held-out data (e.g. ``"val_acc"`` with
             ``mode="max"``; the held-out labels may be as noisy as the training labels), read from
             ``trainer.callback_metrics`` at each check. A check whose value is not better than the

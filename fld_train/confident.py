@@ -98,6 +98,42 @@ def flip_concentration(joint: np.ndarray) -> float:
     return float(forward.sum() / total) if total > 0 else 0.0
 
 
+def chance_flip_concentration(joint: np.ndarray) -> float:
+    """The :func:`flip_concentration` that flips from all other classes alike would show by chance.
+
+    Each class's estimated wrong labels (its row of ``joint`` off the diagonal, ``n_y`` of them) are
+    spread over the ``C - 1`` other classes with equal probability; the expected count from the main
+    source, ``E[max]``, is taken with independent Poisson counts of mean ``n_y / (C - 1)``
+    (``sum_t 1 - F(t - 1)^(C - 1)`` with ``F`` their CDF). With few flips per source the main source
+    holds far more than ``1 / (C - 1)`` of them by chance alone, and this is the yardstick.
+
+    Args:
+        joint: ``(C, C)`` calibrated confident joint (:func:`confident_joint`).
+
+    Returns:
+        ``sum_y E[max_y] / sum_y n_y`` in ``[0, 1]``; 0 when no wrong label is estimated.
+    """
+    off = np.asarray(joint, dtype=np.float64).copy()
+    np.fill_diagonal(off, 0.0)
+    sources = off.shape[0] - 1
+    flips = off.sum(axis=1)
+    expected_max = np.zeros_like(flips)
+    for y, n in enumerate(flips):
+        if n <= 0:
+            continue
+        if sources == 1:  # two classes: every flip comes from the one other class
+            expected_max[y] = n
+            continue
+        rate = n / sources
+        top = int(np.ceil(n))  # the main source never holds more than all of them
+        counts = np.arange(top)
+        log_pmf = -rate + counts * np.log(rate) - np.cumsum(np.log(np.maximum(counts, 1)))
+        below = np.minimum(np.cumsum(np.exp(log_pmf)), 1.0)  # F(t - 1) for t = 1 .. top
+        expected_max[y] = float(np.sum(1.0 - below ** sources))
+    total = flips.sum()
+    return float(min(expected_max.sum() / total, 1.0)) if total > 0 else 0.0
+
+
 def flip_asymmetry(joint: np.ndarray) -> float:
     """How one-way the estimated flips from each class's main source are.
 

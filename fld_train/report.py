@@ -46,6 +46,8 @@ class LabelReport:
         flip_concentration: share of the check's estimated wrong labels that come from their given
             class's main source (:func:`fld_train.confident.flip_concentration`).
         flip_asymmetry: how one-way those flips run (:func:`fld_train.confident.flip_asymmetry`).
+        chance_concentration: what that share would be by chance were the flips from all other
+            classes alike (:func:`fld_train.confident.chance_flip_concentration`; 0: not known).
         noise_model: the scores and flags are the class-conditional noise model's, not the margin's
             (``ranking``; :func:`fld_train.scoring.evaluate`).
     """
@@ -65,13 +67,14 @@ class LabelReport:
     flip_concentration: float = 0.0
     flip_asymmetry: float = 0.0
     noise_model: bool = False
+    chance_concentration: float = 0.0
 
     @property
     def diffuse_flips(self) -> bool:
         """The check's estimated wrong labels come from all other classes alike
         (:attr:`fld_train.scoring.Evaluation.diffuse_flips`): at two checks in a row, what lets the
         default ``uncertain_action="auto"`` down-weight."""
-        return is_diffuse(self.flip_concentration)
+        return is_diffuse(self.flip_concentration, self.chance_concentration)
 
     @classmethod
     def from_evaluation(
@@ -95,6 +98,7 @@ class LabelReport:
             flip_concentration=float(evaluation.flip_concentration),
             flip_asymmetry=float(evaluation.flip_asymmetry),
             noise_model=bool(evaluation.noise_model),
+            chance_concentration=float(evaluation.chance_concentration),
         )
 
     @classmethod

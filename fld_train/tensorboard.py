@@ -64,9 +64,10 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
 
     Always: counts and fractions of flagged, relabeled, down-weighted and review samples
     (``relabeled`` and ``downweighted`` count what training uses after the check), and the kNN
-    vote's ``k``, the concentration and asymmetry of the estimated wrong labels, whether the noise
-    model ranked and whether the flips were diffuse (``flip_concentration``, ``flip_asymmetry``,
-    ``noise_model``, ``diffuse_flips``) when the report comes from a check (``knn_k``). With
+    vote's ``k``, the concentration and asymmetry of the estimated wrong labels, the concentration
+    they would show by chance, whether the noise model ranked and whether the flips were diffuse
+    (``flip_concentration``, ``flip_asymmetry``, ``chance_concentration``, ``noise_model``,
+    ``diffuse_flips``) when the report comes from a check (``knn_k``). With
     ``noise_mask``: precision, recall, F1 and AUROC of the flags. With reviews applied: the share
     of automatic corrections reviewers confirmed. With ``per_class``: the counts per given class.
     """
@@ -85,6 +86,7 @@ def check_scalars(report: LabelReport, *, noise_mask: np.ndarray | None = None,
         out[f"{PREFIX}/knn_k"] = float(report.knn_k)
         out[f"{PREFIX}/flip_concentration"] = report.flip_concentration
         out[f"{PREFIX}/flip_asymmetry"] = report.flip_asymmetry
+        out[f"{PREFIX}/chance_concentration"] = report.chance_concentration
         out[f"{PREFIX}/noise_model"] = float(report.noise_model)
         out[f"{PREFIX}/diffuse_flips"] = float(report.diffuse_flips)
     if noise_mask is not None:

@@ -11,6 +11,7 @@ import pytest
 import torch
 from scipy.stats import rankdata
 
+from fld_train import scoring
 from fld_train.check import run_check
 from fld_train.folds import combine_folds
 from fld_train.metrics import auroc
@@ -314,6 +315,7 @@ def test_relabel_trace_benchmark_rows():
         assert t.relabeled + t.downweighted <= t.flagged
         assert isinstance(t.noise_model, bool)
         assert 0.0 < t.concentration <= 1.0 and -1.0 <= t.asymmetry <= 1.0  # what "auto" chose by
+        assert 0.0 < t.chance <= 1.0
         assert np.isnan(t.relabels_right) or 0.0 <= t.relabels_right <= 1.0
     assert 0.0 <= result.test_acc <= 1.0 and 0.0 <= result.wrong_left <= 1.0
     o = result.outcome
@@ -547,3 +549,18 @@ def test_rescore_reproduces_the_saved_kfold_run(tmp_path):
         rescore.rows_for(path, ["default"])
     with pytest.raises(SystemExit, match="rank_by=noise_model needs the flag run's store"):
         rescore.rows_for(path, ["kfold+rank_by=noise_model"])
+
+
+def test_many_classes_benchmark_rows():
+    bench = _load("many_classes")
+    problem = bench.make_problem(20, 1500, 1.5)
+    assert problem.x.shape == (1200, 40) and problem.x_test.shape == (300, 40)
+    assert set(np.unique(problem.y)) == set(range(20))
+    rows, acc, plain = bench.run_setting(problem, "symmetric:0.4", 0, epochs=4, every=2)
+    assert [r.epoch for r in rows] == [1, 3]
+    for r in rows:
+        assert 0.0 <= r.concentration <= 1.0 and 0.0 < r.chance <= 1.0
+        assert r.diffuse == scoring.is_diffuse(r.concentration, r.chance)
+        assert 0 <= r.downweighted <= r.flagged
+    assert rows[0].downweighted == 0  # the licence needs two checks in a row
+    assert 0.0 <= acc <= 1.0 and 0.0 <= plain <= 1.0

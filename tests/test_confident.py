@@ -5,7 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from fld_train.confident import confident_labels, estimate_joint, wrong_label_probability
+from fld_train.confident import (
+    chance_flip_concentration,
+    confident_labels,
+    estimate_joint,
+    flip_concentration,
+    wrong_label_probability,
+)
 from fld_train.metrics import auroc
 from fld_train.sparse import SparseProbs
 
@@ -122,3 +128,28 @@ def test_flip_asymmetry_is_one_for_one_way_flips_and_zero_for_two_way_ones():
     assert flip_asymmetry(np.diag([5.0, 5.0])) == 0.0
     q, labels, _ = _pair_flips()
     assert flip_asymmetry(estimate_joint(q, labels)) == 1.0
+
+
+def _uniform_flips(num_classes: int, per_class: int, rng: np.random.Generator) -> np.ndarray:
+    """A joint whose every class has ``per_class`` flips drawn uniformly from the other classes."""
+    joint = np.zeros((num_classes, num_classes))
+    for y in range(num_classes):
+        others = np.delete(np.arange(num_classes), y)
+        joint[y, others] = rng.multinomial(per_class, np.full(num_classes - 1, 1 / (num_classes - 1)))
+    return joint
+
+
+@pytest.mark.parametrize(("num_classes", "per_class"), [(10, 80), (10, 30), (100, 40), (3, 50)])
+def test_chance_concentration_is_what_uniform_flips_show(num_classes, per_class):
+    rng = np.random.default_rng(0)
+    simulated = [flip_concentration(_uniform_flips(num_classes, per_class, rng)) for _ in range(300)]
+    expected = chance_flip_concentration(_uniform_flips(num_classes, per_class, rng))
+    assert expected == pytest.approx(np.mean(simulated), abs=0.005)
+    assert expected > 1 / (num_classes - 1)  # few flips per source: the main one holds more by chance
+
+
+def test_chance_concentration_edges():
+    assert chance_flip_concentration(np.eye(4) * 10) == 0.0  # no estimated flip
+    assert chance_flip_concentration(np.array([[5.0, 3.0], [2.0, 7.0]])) == 1.0  # two classes: one source
+    many, few = (chance_flip_concentration(np.full((10, 10), n)) for n in (100.0, 5.0))
+    assert 1 / 9 < many < few  # more flips per source: nearer 1 / (C - 1)

@@ -385,6 +385,16 @@ def test_diffuse_flips_two_checks_in_a_row_turn_on_downweighting():
         scoring.evaluate(given, model, knn, action="relabel", previous=concentrated).decisions, first.decisions)
     flag = scoring.evaluate(given, model, knn, previous=first)  # action="flag" acts on nothing
     assert np.all(flag.weights == 1) and not np.any(flag.decisions == scoring.DOWNWEIGHT)
+    # ... or after a check whose flips were below 0.3 but far above what chance spreads them to
+    # (as a model's confusions among many classes are): no licence either
+    from fld_train.confident import chance_flip_concentration, estimate_joint
+
+    posterior = 0.5 * model + 0.5 * knn  # the default model_weight
+    assert first.chance_concentration == pytest.approx(chance_flip_concentration(estimate_joint(posterior, given)))
+    clustered = replace(first, chance_concentration=first.flip_concentration / (scoring.DIFFUSE_CHANCE_RATIO + 0.5))
+    assert not clustered.diffuse_flips
+    np.testing.assert_array_equal(
+        scoring.evaluate(given, model, knn, action="relabel", previous=clustered).decisions, first.decisions)
 
 
 def test_flips_a_model_confuses_both_ways_are_not_diffuse_whatever_came_before():
@@ -402,6 +412,21 @@ def test_flips_a_model_confuses_both_ways_are_not_diffuse_whatever_came_before()
 def test_no_estimated_flip_is_not_diffuse():
     assert not scoring.Evaluation(*[np.zeros(1)] * 6, flip_concentration=0.0).diffuse_flips
     assert scoring.Evaluation(*[np.zeros(1)] * 6, flip_concentration=0.2).diffuse_flips
+
+
+def test_diffuse_means_below_0_3_and_near_what_chance_gives():
+    assert scoring.is_diffuse(0.2, 0.15)  # 10 classes: chance 0.15, so 0.3 is the bound
+    assert not scoring.is_diffuse(0.32, 0.2)
+    assert not scoring.is_diffuse(0.2, 0.05)  # 100 classes: chance 0.05, so the bound is 0.1
+    assert scoring.is_diffuse(0.08, 0.05)
+    assert scoring.is_diffuse(0.2, 0.0)  # chance not known (a checkpoint from before it was kept): 0.3
+    assert not scoring.is_diffuse(0.0, 0.05)
+    ev = scoring.Evaluation(*[np.zeros(1)] * 6, flip_concentration=0.2, chance_concentration=0.05)
+    assert not ev.diffuse_flips
+    again = scoring.Evaluation.from_state_dict(ev.state_dict())
+    assert again.chance_concentration == 0.05 and not again.diffuse_flips
+    old = {k: v for k, v in ev.state_dict().items() if k != "chance_concentration"}
+    assert scoring.Evaluation.from_state_dict(old).diffuse_flips  # an old checkpoint keeps the old rule
 
 
 def test_ranking_is_validated_and_not_combined_with_target_precision():

@@ -136,7 +136,8 @@ def test_tensorboard_false_writes_only_the_counts(tmp_path):
     assert not acc.Tags()["images"] and not acc.Tags()["histograms"]
     assert {t for t in acc.Tags()["scalars"] if t.startswith("fld")} == {
         f"fld/{k}{s}" for k in ("flagged", "relabeled", "downweighted", "review") for s in ("", "_fraction")} | {
-        "fld/knn_k", "fld/flip_concentration", "fld/flip_asymmetry", "fld/noise_model", "fld/diffuse_flips"}
+        "fld/knn_k", "fld/flip_concentration", "fld/flip_asymmetry", "fld/chance_concentration", "fld/noise_model",
+        "fld/diffuse_flips"}
 
 
 def _free_port() -> int:
