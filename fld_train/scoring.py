@@ -87,7 +87,8 @@ NOISE_MODEL_ASYMMETRY = 0.25
 #: check of relabel runs on digits, MNIST-1D and CIFAR-10 (10 classes): symmetric noise at 40%
 #: 0.16-0.26 (at 20% up to 0.36), instance-dependent noise 0.37-0.49, clean labels 0.39-1.00,
 #: pair-flip noise 0.32-0.97 (docs/benchmarks.md, "A licence for diffuse noise"). Measured with 10
-#: classes only; with many more, symmetric noise's share nears ``1 / (C - 1)`` and this bound is loose.
+#: classes only; with many more, symmetric noise's share nears ``1 / (C - 1)`` and this bound is loose,
+#: which the next one is for.
 DIFFUSE_CONCENTRATION = 0.3
 #: ... and at most this many times what flips from all other classes alike would show by chance with
 #: the same counts (:func:`fld_train.confident.chance_flip_concentration`), which is far below 0.3
