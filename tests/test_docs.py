@@ -1,6 +1,7 @@
 """Every ``python`` code block in the README and docs/ runs.
 
-Blocks of one file run in order in one namespace, as a reader would type them. The docs assume the
+Blocks of one file run in order in one namespace, as a reader would type them (a block inside a
+list item without the item's indentation). The docs assume the
 reader brings a few things of their own; the test provides small stand-ins for exactly these names:
 ``base`` and ``base_train_set`` (a map-style dataset of ``(x, y)``: 300 digits, 20% wrong labels),
 ``model`` and ``make_model`` (an MLP that reads ``(x, y, idx)`` batches), ``i`` (an index).
@@ -10,6 +11,7 @@ Trainings are shortened to 3 epochs.
 from __future__ import annotations
 
 import re
+import textwrap
 from pathlib import Path
 
 import lightning.pytorch as pl
@@ -47,7 +49,8 @@ def test_code_blocks_run(path, tmp_path, monkeypatch):
                  "make_model": lambda: MLPClassifier(64, 10), "i": 0, "__name__": "__docs__"}
     for number, block in enumerate(_blocks(path), start=1):
         try:
-            exec(compile(block, f"{path} block {number}", "exec"), namespace)  # noqa: S102 - the docs' own code
+            # a block inside a list item is indented with it
+            exec(compile(textwrap.dedent(block), f"{path} block {number}", "exec"), namespace)  # noqa: S102 - the docs' own code
         except Exception as err:
             raise AssertionError(f"{path}, python block {number} fails: {err!r}\n{block}") from err
 
