@@ -168,14 +168,14 @@ def fit(data: Data, x: np.ndarray, labels: np.ndarray, seed: int, callbacks=(),
     if val_labels is not None:
         val = DataLoader(TensorDataset(torch.from_numpy(data.x_val), torch.from_numpy(val_labels)), batch_size=1000)
     start = time.perf_counter()
-    make_trainer(data, list(callbacks)).fit(model, DataLoader(ds, batch_size=data.batch_size, shuffle=True), val)
+    make_trainer(data.epochs, list(callbacks)).fit(model, DataLoader(ds, batch_size=data.batch_size, shuffle=True), val)
     return model, time.perf_counter() - start, ds
 
 
-def make_trainer(data: Data, callbacks: list[pl.Callback]) -> pl.Trainer:
-    """The Trainer every benchmark training uses: ``data.epochs`` on the CPU, nothing written, no
+def make_trainer(epochs: int, callbacks: list[pl.Callback]) -> pl.Trainer:
+    """The Trainer every benchmark training uses: ``epochs`` on the CPU, nothing written, no
     sanity validation."""
-    return pl.Trainer(max_epochs=data.epochs, accelerator="cpu", logger=False, callbacks=callbacks,
+    return pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, callbacks=callbacks,
                       enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
                       num_sanity_val_steps=0)
 
@@ -342,7 +342,7 @@ def _kfold_row(data: Data, labels: np.ndarray, seed: int, t_plain: float, plain_
     start = time.perf_counter()
     kf = kfold_discovery(lambda: make_model(data),
                          TensorDataset(torch.from_numpy(data.x), torch.from_numpy(labels)), 10,
-                         folds=5, make_trainer=partial(make_trainer, data), batch_size=data.batch_size, seed=seed)
+                         folds=5, make_trainer=partial(make_trainer, data.epochs), batch_size=data.batch_size, seed=seed)
     row("fld-train K-fold", kf.report.flagged, kf.report.scores, kf.report.suggested_labels,
         (time.perf_counter() - start) / t_plain, plain_acc, noise_model=kf.report.noise_model)
     return {f"kfold_{name}_{field}": getattr(getattr(kf, attribute), field)

@@ -24,7 +24,7 @@ from sklearn.datasets import make_classification
 from torch.utils.data import DataLoader, TensorDataset
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from detection import quiet_torch  # a sibling script
+from detection import make_trainer, quiet_torch  # a sibling script
 
 from fld_train import FakeLabelDiscovery, RelabeledDataset, scoring
 from fld_train.demo import MLPClassifier
@@ -88,9 +88,8 @@ def train(problem: Problem, labels: np.ndarray, seed: int, epochs: int,
     pl.seed_everything(seed, verbose=False)
     ds = RelabeledDataset(TensorDataset(torch.from_numpy(problem.x), torch.from_numpy(labels)))
     model = MLPClassifier(problem.x.shape[1], problem.num_classes, hidden=256)
-    pl.Trainer(max_epochs=epochs, accelerator="cpu", logger=False, callbacks=[] if callback is None else [callback],
-               enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
-               num_sanity_val_steps=0).fit(model, DataLoader(ds, batch_size=128, shuffle=True))
+    make_trainer(epochs, [] if callback is None else [callback]).fit(
+        model, DataLoader(ds, batch_size=128, shuffle=True))
     model.eval()
     with torch.no_grad():
         predicted = model(torch.from_numpy(problem.x_test)).argmax(dim=1).numpy()

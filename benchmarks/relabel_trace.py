@@ -1,14 +1,14 @@
 """Trace a relabel run check by check: what was flagged, relabeled and down-weighted, and how right.
 
 One ``action="relabel"`` training per setting and seed; after each check it prints the ranking
-``ranking="auto"`` chose (:func:`fld_train.scoring.evaluate`) and the two statistics it chose by
-(the estimated flips' concentration, what it would be by chance, and their asymmetry), the number of flags, relabels (and
-the share that restores the true label), down-weighted samples (and the share of them whose label
-is wrong, with the mean weight of wrong and of right labels among them), and how many wrong labels
-are still trained on as they are. At the end: test accuracy, the share of wrong labels training
-finished with, and where the final relabels that are not right come from (a right label changed, or
-a wrong one moved to another wrong class) and how many relabels came after the sample had been
-down-weighted at an earlier check.
+``ranking="auto"`` chose (:func:`fld_train.scoring.evaluate`) and the statistics it chose by (the
+estimated flips' concentration, what it would be by chance, and their asymmetry), the number of
+flags, relabels (and the share that restores the true label), down-weighted samples (and the share
+of them whose label is wrong, with the mean weight of wrong and of right labels among them), and
+how many wrong labels are still trained on as they are. At the end: test accuracy, the share of
+wrong labels training finished with, and where the final relabels that are not right come from (a
+right label changed, or a wrong one moved to another wrong class) and how many relabels came after
+the sample had been down-weighted at an earlier check.
 
     python benchmarks/relabel_trace.py --dataset digits --noise symmetric:0.4 --seed 0
     python benchmarks/relabel_trace.py --dataset mnist1d --noise none:0 --seed 0 \

@@ -113,8 +113,7 @@ def chance_flip_concentration(joint: np.ndarray) -> float:
     Returns:
         ``sum_y E[max_y] / sum_y n_y`` in ``[0, 1]``; 0 when no wrong label is estimated.
     """
-    off = np.asarray(joint, dtype=np.float64).copy()
-    np.fill_diagonal(off, 0.0)
+    off = _off_diagonal(joint)
     sources = off.shape[0] - 1
     flips = off.sum(axis=1)
     expected_max = np.zeros_like(flips)
@@ -154,11 +153,17 @@ def flip_asymmetry(joint: np.ndarray) -> float:
     return float((forward - backward).sum() / total) if total > 0 else 0.0
 
 
+def _off_diagonal(joint: np.ndarray) -> np.ndarray:
+    """A float64 copy of ``joint`` with its diagonal (the labels estimated right) set to 0."""
+    off = np.asarray(joint, dtype=np.float64).copy()
+    np.fill_diagonal(off, 0.0)
+    return off
+
+
 def _main_flips(joint: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(off, forward, backward)``: the joint off its diagonal, and per class ``y`` the flips from
     its main source ``s_y`` (``J[y, s_y]``) and those going back (``J[s_y, y]``)."""
-    off = np.asarray(joint, dtype=np.float64).copy()
-    np.fill_diagonal(off, 0.0)
+    off = _off_diagonal(joint)
     classes = np.arange(off.shape[0])
     source = off.argmax(axis=1)
     return off, off[classes, source], off[source, classes]
